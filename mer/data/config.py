@@ -1,0 +1,129 @@
+"""Typed configs of the data pipeline: the task sequence, its sources and the tokenizer.
+
+Plain dataclasses: Hydra's ConfigStore registers them (in `mer.config`), YAML files in `conf/data/`
+extend them, and everything below sees plain Python objects. Every check runs in `__post_init__`, so
+a bad value fails when the config is built, before any text is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SOURCES = ("bible", "files", "debian", "tokens")
+
+
+@dataclass
+class TaskConfig:
+    """One task (one language) of the sequence and where its text comes from."""
+
+    name: str = "en"
+    """Task name used in metrics and file names (letters, digits, '-', '_')."""
+    language: str | None = None
+    """ISO 639-1 code of the text's language; defaults to `name`."""
+    source: str = "bible"
+    """bible (built-in, from packages) | files (your text/JSONL/Parquet) | debian (Debian docs) | tokens (pre-tokenized)."""
+    translation: str | None = None
+    """bible: translation code (see mer.data.sources.bible.TRANSLATIONS); null takes the language's default."""
+    train_files: list[str] = field(default_factory=list)
+    """files: training files, directories or globs. tokens: one flat token file."""
+    val_files: list[str] = field(default_factory=list)
+    """files: validation files; empty holds out `val_fraction` of documents by hash. tokens: one flat token file."""
+    val_fraction: float = 0.01
+    """files: share of documents held out when no val_files are given."""
+    text_field: str = "text"
+    """files: JSONL field / Parquet column holding the text."""
+    text_split: str = "paragraph"
+    """files: how a plain-text file is cut into documents: paragraph (blank lines), line or file."""
+    encoding: str = "utf-8"
+    """files: text encoding."""
+    decode_errors: str = "strict"
+    """files: strict (stop at undecodable bytes and name the file) or replace."""
+    token_dtype: str | None = None
+    """tokens: uint16 or uint32; null infers it from the tokenizer's vocabulary size."""
+    max_train_documents: int | None = None
+    """Use only the first N training documents (quick experiments and tests)."""
+    budget_tokens: int | None = None
+    """Tokens of NEW data to train on in this task; null takes data.budget_tokens."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ValueError(f"data.tasks: task name {self.name!r} must be non-empty letters, digits, '-' or '_'")
+        if self.language is None:
+            self.language = self.name
+        if self.source not in SOURCES:
+            raise ValueError(f"data.tasks[{self.name}].source={self.source!r} is unknown; use one of {SOURCES}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"data.tasks[{self.name}].val_fraction={self.val_fraction} must be in (0, 0.5)")
+        if self.decode_errors not in ("strict", "replace"):
+            raise ValueError(f"data.tasks[{self.name}].decode_errors={self.decode_errors!r}; use strict or replace")
+        if self.token_dtype not in (None, "uint16", "uint32"):
+            raise ValueError(f"data.tasks[{self.name}].token_dtype={self.token_dtype!r}; use uint16 or uint32")
+        if self.source in ("files", "tokens") and not self.train_files:
+            raise ValueError(f"data.tasks[{self.name}]: source {self.source!r} needs train_files")
+        if self.source == "tokens" and len(self.val_files) != 1:
+            raise ValueError(f"data.tasks[{self.name}]: source 'tokens' needs exactly one val_files entry")
+        if self.max_train_documents is not None and self.max_train_documents < 1:
+            raise ValueError(f"data.tasks[{self.name}].max_train_documents must be >= 1 or null")
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise ValueError(f"data.tasks[{self.name}].budget_tokens must be >= 1 or null")
+
+
+@dataclass
+class TokenizerConfig:
+    """Which tokenizer turns text into tokens."""
+
+    path: str | None = None
+    """A local tokenizer directory (e.g. Llama 3's) loaded with transformers.AutoTokenizer; null trains one."""
+    vocab_size: int = 4096
+    """Vocabulary size of the trained byte-level BPE (ignored when `path` is set)."""
+    train_chars_per_task: int = 2_000_000
+    """Characters of each task's training text the BPE is trained on (equal shares keep every language covered)."""
+    min_frequency: int = 2
+    """A pair must occur this often to be merged."""
+
+    def __post_init__(self) -> None:
+        if self.path is None and not 256 + 1 <= self.vocab_size <= 2**32:
+            raise ValueError(f"data.tokenizer.vocab_size={self.vocab_size} must be at least 257 "
+                             "(256 byte tokens plus the end-of-text token)")
+        if self.train_chars_per_task < 10_000:
+            raise ValueError(f"data.tokenizer.train_chars_per_task={self.train_chars_per_task} is too small "
+                             "to learn merges; use at least 10000")
+        if self.min_frequency < 1:
+            raise ValueError("data.tokenizer.min_frequency must be >= 1")
+
+
+@dataclass
+class DataConfig:
+    """The task sequence, its budgets and the cache where token shards live."""
+
+    tasks: list[TaskConfig] = field(
+        default_factory=lambda: [TaskConfig(name=n) for n in ("en", "fr", "de", "ar", "ja")]
+    )
+    """The tasks in training order (the paper's: English, French, German, Arabic, Japanese)."""
+    data_dir: str = "~/.cache/mer"
+    """Cache of tokenizers and token shards (shared by all runs; safe for concurrent jobs)."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """The tokenizer."""
+    budget_tokens: int | None = 200_000
+    """Tokens of NEW data per task (replay comes on top). Exactly one of budget_tokens / budget_steps is set."""
+    budget_steps: int | None = None
+    """Alternative budget: optimizer steps per task."""
+    allow_repeat: bool = False
+    """Allow a budget larger than a task's training data (the stream then starts a new, reshuffled epoch)."""
+    eval_blocks: int = 32
+    """Held-out blocks per task evaluated at every evaluation (the same fixed blocks every time)."""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("data.tasks is empty; give at least one task")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.tasks has duplicate task names {names}; names must be unique")
+        if (self.budget_tokens is None) == (self.budget_steps is None):
+            raise ValueError("set exactly one of data.budget_tokens and data.budget_steps (the other to null)")
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise ValueError(f"data.budget_tokens={self.budget_tokens} must be >= 1")
+        if self.budget_steps is not None and self.budget_steps < 1:
+            raise ValueError(f"data.budget_steps={self.budget_steps} must be >= 1")
+        if self.eval_blocks < 1:
+            raise ValueError(f"data.eval_blocks={self.eval_blocks} must be >= 1")

@@ -1,0 +1,88 @@
+"""Task sequence -> corpora -> tokenizer -> token shards, cached and done once.
+
+Order matters for bad input: every task's source is resolved and checked (files exist, packages
+installed, languages known) before the tokenizer is trained or anything is tokenized.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mer.data.config import DataConfig, TaskConfig
+from mer.data.corpus import DataError, TaskCorpus
+from mer.data.shards import ShardInfo, prepare_shards, register_token_files, token_dtype
+from mer.data.tokenizer import check_coverage, prepare_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
+    """The text source of one task (not used for pre-tokenized tasks)."""
+    if task.source == "bible":
+        from mer.data.sources.bible import build_bible_corpus
+
+        return build_bible_corpus(task.name, task.language, task.translation, task.max_train_documents)
+    if task.source == "files":
+        from mer.data.sources.files import build_files_corpus
+
+        return build_files_corpus(
+            task.name, task.language, task.train_files, task.val_files, task.val_fraction, task.text_field,
+            task.text_split, task.encoding, task.decode_errors, task.max_train_documents,
+        )
+    if task.source == "debian":
+        from mer.data.sources.debian import DebianDocsConfig, build_debian_corpus
+
+        return build_debian_corpus(task.language, DebianDocsConfig(languages=[task.language],
+                                                                   cache_dir=str(data_dir / "debian")), task.name)
+    raise DataError(f"task {task.name!r}: source {task.source!r} has no text to build a corpus from")
+
+
+@dataclass
+class PreparedData:
+    """What preparation produced: the tokenizer, its hash and one shard set per task, in order."""
+
+    tokenizer: object
+    tokenizer_hash: str
+    shards: list[ShardInfo]
+    seconds: float
+
+
+def prepare_data(cfg: DataConfig) -> PreparedData:
+    """Prepare (or load from the cache) the tokenizer and every task's shards."""
+    started = time.perf_counter()
+    data_dir = Path(cfg.data_dir).expanduser()
+    text_tasks = [t for t in cfg.tasks if t.source != "tokens"]
+    token_tasks = [t for t in cfg.tasks if t.source == "tokens"]
+    if token_tasks and cfg.tokenizer.path is None:
+        names = [t.name for t in token_tasks]
+        raise DataError(f"tasks {names} are pre-tokenized: set data.tokenizer.path to the tokenizer they were made with")
+    corpora = {t.name: build_corpus(t, data_dir) for t in text_tasks}  # checks sources before any long work
+    tokenizer, digest = prepare_tokenizer(list(corpora.values()), cfg.tokenizer, data_dir)
+    shards = []
+    for task in cfg.tasks:
+        if task.source == "tokens":
+            dtype = task.token_dtype or token_dtype(len(tokenizer)).name
+            shards.append(register_token_files(task.name, task.language, Path(task.train_files[0]),
+                                               Path(task.val_files[0]), dtype, tokenizer, digest, data_dir))
+            continue
+        corpus = corpora[task.name]
+        coverage = check_coverage(tokenizer, corpus)
+        shards.append(prepare_shards(corpus, tokenizer, digest, data_dir, coverage))
+    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started)
+
+
+def format_table(prepared: PreparedData) -> str:
+    """Tokens per task and split, as a small plain-text table."""
+    header = f"{'task':<8} {'language':<9} {'train tokens':>14} {'val tokens':>12} {'bytes/token':>12}  source"
+    lines = [header, "-" * len(header)]
+    for info in prepared.shards:
+        m = info.manifest
+        bpt = m.get("coverage", {}).get("bytes_per_token", float("nan"))
+        lines.append(f"{info.name:<8} {m['language']:<9} {info.n_tokens('train'):>14,} {info.n_tokens('val'):>12,} "
+                     f"{bpt:>12.2f}  {m['source']}")
+    lines.append(f"tokenizer {prepared.tokenizer_hash} ({len(prepared.tokenizer)} tokens); "
+                 f"shards under {prepared.shards[0].directory.parent}")
+    return "\n".join(lines)

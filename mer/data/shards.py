@@ -1,0 +1,184 @@
+"""Token shards: one flat token array per task and split on disk, with a manifest.
+
+Layout under `<data_dir>/shards/<tokenizer hash>/<task>-<fingerprint[:12]>/`:
+`train.bin`, `val.bin` (raw little-endian uint16 when the vocabulary fits, else uint32; documents
+separated by the end-of-text token) and `manifest.json` (source, hashes, token counts, dtype).
+Shards are read with `numpy.memmap`, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from itertools import chain
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mer.data.atomic import atomic_directory
+from mer.data.corpus import DataError, TaskCorpus
+
+SHARD_FORMAT = 1
+SPLITS = ("train", "val")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every token id fits, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A prepared task: where its shards are and what the manifest says."""
+
+    name: str
+    directory: Path
+    manifest: dict
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.manifest["dtype"])
+
+    def path(self, split: str) -> Path:
+        return Path(self.manifest["files"][split]) if "files" in self.manifest else self.directory / f"{split}.bin"
+
+    def n_tokens(self, split: str) -> int:
+        return int(self.manifest["splits"][split]["tokens"])
+
+    def tokens(self, split: str) -> np.memmap:
+        return np.memmap(self.path(split), dtype=self.dtype, mode="r")
+
+
+def _batches(documents: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_split(documents: Iterable[str], tokenizer, path: Path, dtype: np.dtype) -> dict:
+    """Tokenize documents into a flat array file (EOS after each document); returns counts and hash."""
+    eos = tokenizer.eos_token_id
+    digest = hashlib.sha256()
+    n_tokens = n_documents = n_chars = 0
+    with open(path, "wb") as handle:
+        for batch in _batches(documents, 256):
+            # The Rust tokenizer encodes a batch on all cores.
+            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+            flat = np.fromiter(
+                chain.from_iterable(ids + [eos] for ids in encoded),
+                dtype=np.int64,
+                count=sum(len(ids) + 1 for ids in encoded),
+            )
+            if flat.size and flat.max() >= np.iinfo(dtype).max + 1:
+                raise DataError(f"token id {int(flat.max())} does not fit {dtype}; this is a bug in dtype selection")
+            chunk = flat.astype(dtype).tobytes()
+            handle.write(chunk)
+            digest.update(chunk)
+            n_tokens += flat.size
+            n_documents += len(batch)
+            n_chars += sum(len(d) for d in batch)
+    return {"tokens": n_tokens, "documents": n_documents, "characters": n_chars, "sha256": digest.hexdigest()}
+
+
+def shard_directory(data_dir: Path, tokenizer_hash: str, corpus: TaskCorpus) -> Path:
+    return data_dir / "shards" / tokenizer_hash / f"{corpus.name}-{corpus.fingerprint[:12]}"
+
+
+def prepare_shards(
+    corpus: TaskCorpus, tokenizer, tokenizer_hash: str, data_dir: Path, coverage: dict[str, float]
+) -> ShardInfo:
+    """Tokenize one task into train/val shards, once; later calls return the cached shards."""
+    final = shard_directory(data_dir, tokenizer_hash, corpus)
+    with atomic_directory(final) as staging:
+        if staging is not None:
+            started = time.perf_counter()
+            dtype = token_dtype(len(tokenizer))
+            splits = {}
+            for split, documents in (("train", corpus.train_documents()), ("val", corpus.val_documents())):
+                splits[split] = write_split(documents, tokenizer, staging / f"{split}.bin", dtype)
+                if splits[split]["tokens"] == 0:
+                    raise DataError(f"task {corpus.name!r}: the {split} split is empty ({corpus.description}); "
+                                    "give more text or fix the paths")
+            manifest = {
+                "format": SHARD_FORMAT,
+                "task": corpus.name,
+                "language": corpus.language,
+                "source": corpus.description,
+                "fingerprint": corpus.fingerprint,
+                "tokenizer_hash": tokenizer_hash,
+                "vocab_size": len(tokenizer),
+                "eos_token_id": tokenizer.eos_token_id,
+                "dtype": dtype.name,
+                "document_separator": "eos_token_id after every document",
+                "splits": splits,
+                "coverage": coverage,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            # The manifest is written last, inside the staging directory, so it exists only for complete shards.
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return load_shards(final)
+
+
+def load_shards(directory: Path) -> ShardInfo:
+    """Open a prepared shard directory, checking the files match the manifest."""
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError(f"{directory} has no manifest.json: not a prepared shard directory; "
+                        "run `python -m mer.data.prepare` again")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{manifest_path} is corrupt ({error.msg}); delete {directory} and prepare again") from None
+    info = ShardInfo(name=manifest["task"], directory=directory, manifest=manifest)
+    for split in SPLITS:
+        path = info.path(split)
+        expected = info.n_tokens(split) * info.dtype.itemsize
+        if not path.is_file() or path.stat().st_size != expected:
+            raise DataError(f"{path} is missing or has the wrong size (expected {expected} bytes); "
+                            f"delete {directory} and prepare again")
+    return info
+
+
+def register_token_files(
+    name: str, language: str, train_file: Path, val_file: Path, dtype_name: str, tokenizer, tokenizer_hash: str,
+    data_dir: Path,
+) -> ShardInfo:
+    """Use pre-tokenized flat token arrays in place: validate them and write a manifest beside the cache."""
+    dtype = np.dtype(dtype_name)
+    splits = {}
+    for split, path in (("train", train_file), ("val", val_file)):
+        path = path.expanduser().resolve()
+        if not path.is_file():
+            raise DataError(f"task {name!r}: token file {path} does not exist; fix train_files/val_files")
+        size = path.stat().st_size
+        if size == 0 or size % dtype.itemsize:
+            raise DataError(f"task {name!r}: {path} has {size} bytes, not a whole number of {dtype} tokens; "
+                            "set token_dtype to the type the file was written with")
+        tokens = np.memmap(path, dtype=dtype, mode="r")
+        largest = int(tokens.max())
+        if largest >= len(tokenizer):
+            raise DataError(f"task {name!r}: {path} holds token id {largest} but the tokenizer has "
+                            f"{len(tokenizer)} tokens; give the tokenizer the file was made with (data.tokenizer.path)")
+        splits[split] = {"tokens": int(tokens.size), "file": str(path), "size": size,
+                         "mtime_ns": path.stat().st_mtime_ns}
+    key = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()
+    final = data_dir / "shards" / tokenizer_hash / f"{name}-tokens-{key[:12]}"
+    with atomic_directory(final) as staging:
+        if staging is not None:
+            manifest = {
+                "format": SHARD_FORMAT, "task": name, "language": language, "source": "pre-tokenized files",
+                "fingerprint": key, "tokenizer_hash": tokenizer_hash, "vocab_size": len(tokenizer),
+                "eos_token_id": tokenizer.eos_token_id, "dtype": dtype.name,
+                "document_separator": "as written by the user", "splits": splits,
+                "files": {split: splits[split]["file"] for split in SPLITS},
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return load_shards(final)

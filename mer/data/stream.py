@@ -1,0 +1,182 @@
+"""Streams of fixed-length training blocks over memory-mapped token shards.
+
+A block is `seq_len + 1` consecutive tokens (inputs and shifted targets); block `b` of a shard starts
+at token `b * seq_len`, so consecutive blocks share one token and every token is a target once.
+A block id (an int) is all that is needed to read it again, which is what lets the replay buffer keep
+8-byte references instead of copies.
+
+The order is a seeded permutation per epoch. Position counts blocks consumed by ALL data-parallel
+ranks together: at every draw rank r takes its own slice of the next `n * world_size` positions, so
+ranks read disjoint blocks, and the position (the whole state) is the same on every rank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mer.data.corpus import DataError
+from mer.data.shards import ShardInfo
+
+
+class TaskStream:
+    """Deterministic, seedable, resumable order of one task's training blocks."""
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        seq_len: int,
+        seed: int,
+        task_index: int = 0,
+        allow_repeat: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        name: str = "task",
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        self.tokens = tokens
+        self.seq_len = seq_len
+        self.block_len = seq_len + 1
+        self.n_blocks = (len(tokens) - 1) // seq_len
+        if self.n_blocks < 1:
+            raise DataError(f"task {name!r}: {len(tokens)} training tokens do not fill one block of "
+                            f"{self.block_len}; lower model.seq_len or give more text")
+        self.seed, self.task_index, self.name = seed, task_index, name
+        self.allow_repeat = allow_repeat
+        self.rank, self.world_size = rank, world_size
+        self.position = 0
+        self._epoch_order: tuple[int, np.ndarray] | None = None
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            # One generator per (seed, task, epoch): any position can be reached without replaying draws.
+            rng = np.random.default_rng([self.seed, self.task_index, epoch])
+            self._epoch_order = (epoch, rng.permutation(self.n_blocks))
+        return self._epoch_order[1]
+
+    def _ids_at(self, positions: np.ndarray) -> np.ndarray:
+        epochs = positions // self.n_blocks
+        if not self.allow_repeat and epochs.size and epochs.max() > 0:
+            raise DataError(f"task {self.name!r}: ran past the end of its {self.n_blocks} training blocks; "
+                            "lower the budget or set data.allow_repeat=true")
+        ids = np.empty(positions.size, dtype=np.int64)
+        for epoch in np.unique(epochs):
+            mask = epochs == epoch
+            ids[mask] = self._order(int(epoch))[positions[mask] % self.n_blocks]
+        return ids
+
+    def next_block_ids(self, n: int) -> np.ndarray:
+        """Ids of this rank's next `n` blocks; advances the shared position by `n * world_size`."""
+        start = self.position + self.rank * n
+        ids = self._ids_at(np.arange(start, start + n, dtype=np.int64))
+        self.position += n * self.world_size
+        return ids
+
+    def read(self, block_ids: np.ndarray) -> np.ndarray:
+        """Tokens of the given blocks, shape [n, seq_len + 1], in the shard's dtype."""
+        offsets = np.asarray(block_ids, dtype=np.int64)[:, None] * self.seq_len  # [n, 1]
+        return np.asarray(self.tokens[offsets + np.arange(self.block_len)])  # [n, seq_len + 1]
+
+    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's next `n` blocks: (ids [n], tokens [n, seq_len + 1])."""
+        ids = self.next_block_ids(n)
+        return ids, self.read(ids)
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "n_blocks": self.n_blocks, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["n_blocks"]) != self.n_blocks:
+            raise DataError(f"task {self.name!r}: the checkpoint was made on a shard of {state['n_blocks']} blocks, "
+                            f"this one has {self.n_blocks}; the data changed since the run started")
+        if int(state.get("world_size", self.world_size)) != self.world_size:
+            raise DataError(f"the checkpoint was made with world size {state['world_size']}, this job has "
+                            f"{self.world_size}; resume with the same number of processes")
+        self.position = int(state["position"])
+
+
+def eval_blocks(tokens: np.ndarray, seq_len: int, n_blocks: int, name: str = "task") -> np.ndarray:
+    """The fixed held-out blocks of a task: the first `n_blocks` non-overlapping blocks of its validation
+    shard (fewer when the shard is shorter), shape [m, seq_len + 1]."""
+    block_len = seq_len + 1
+    available = len(tokens) // block_len
+    if available < 1:
+        raise DataError(f"task {name!r}: the validation split has {len(tokens)} tokens, less than one block of "
+                        f"{block_len}; lower model.seq_len or give more validation text")
+    m = min(n_blocks, available)
+    return np.asarray(tokens[: m * block_len]).reshape(m, block_len)
+
+
+@dataclass
+class Task:
+    """One task of a sequence: its stream, its held-out blocks and its budget in optimizer steps."""
+
+    name: str
+    stream: TaskStream
+    eval_tokens: np.ndarray
+    steps: int
+    shards: ShardInfo
+
+
+class TaskSequence:
+    """The ordered tasks with their budgets, and the block reader the replay buffer uses."""
+
+    def __init__(
+        self,
+        shards: list[ShardInfo],
+        seq_len: int,
+        new_blocks_per_step: int,
+        seed: int,
+        budget_tokens: list[int | None],
+        budget_steps: int | None = None,
+        allow_repeat: bool = False,
+        eval_blocks_per_task: int = 32,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if new_blocks_per_step < 1:
+            raise ValueError("new_blocks_per_step must be >= 1")
+        if new_blocks_per_step % world_size:
+            raise ValueError(f"{new_blocks_per_step} new blocks per step do not split over {world_size} ranks")
+        vocab_sizes = {s.manifest["tokenizer_hash"] for s in shards}
+        if len(vocab_sizes) != 1:
+            raise DataError("the tasks' shards were made with different tokenizers; prepare them together")
+        self.tasks: list[Task] = []
+        for index, (info, budget) in enumerate(zip(shards, budget_tokens, strict=True)):
+            stream = TaskStream(info.tokens("train"), seq_len, seed, index, allow_repeat, rank, world_size, info.name)
+            if budget_steps is not None:
+                steps = budget_steps
+            else:
+                steps = math.ceil(budget / (seq_len * new_blocks_per_step))
+            needed = steps * new_blocks_per_step
+            if needed > stream.n_blocks and not allow_repeat:
+                raise DataError(
+                    f"task {info.name!r}: the budget needs {needed} blocks ({needed * seq_len:,} tokens) but the task "
+                    f"has {stream.n_blocks} ({stream.n_blocks * seq_len:,} tokens); lower data.budget_tokens, "
+                    "give more text, or set data.allow_repeat=true to train for more than one epoch"
+                )
+            held_out = eval_blocks(info.tokens("val"), seq_len, eval_blocks_per_task, info.name)
+            self.tasks.append(Task(info.name, stream, held_out, steps, info))
+        self.new_blocks_per_step = new_blocks_per_step
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(t.steps for t in self.tasks)
+
+    def read_blocks(self, task_index: int, block_ids: np.ndarray) -> np.ndarray:
+        """BlockReader protocol of the replay buffer: re-read blocks from the shards by id."""
+        return self.tasks[task_index].stream.read(block_ids)
+
+    def state_dict(self) -> dict:
+        return {"streams": [t.stream.state_dict() for t in self.tasks]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for task, stream_state in zip(self.tasks, state["streams"], strict=True):
+            task.stream.load_state_dict(stream_state)
