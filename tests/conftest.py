@@ -1,0 +1,35 @@
+"""Shared fixtures: a small real data set prepared once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the user's cache or a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+LANGUAGES = ("en", "fr", "de", "ar", "ja")
+
+
+def small_bible_config(data_dir: Path, documents: int = 60, vocab_size: int = 512):
+    """The default five-language Bible sequence, cut to `documents` chapters per language."""
+    from mer.data.config import DataConfig, TaskConfig, TokenizerConfig
+
+    return DataConfig(
+        tasks=[TaskConfig(name=lang, max_train_documents=documents) for lang in LANGUAGES],
+        data_dir=str(data_dir),
+        tokenizer=TokenizerConfig(vocab_size=vocab_size, train_chars_per_task=60_000),
+        budget_tokens=20_000,
+    )
+
+
+@pytest.fixture(scope="session")
+def small_bible(tmp_path_factory):
+    """Tokenizer and shards of a small five-language Bible sequence (real text from the packages)."""
+    from mer.data.pipeline import prepare_data
+
+    cfg = small_bible_config(tmp_path_factory.mktemp("data"))
+    return cfg, prepare_data(cfg)
