@@ -1,32 +1,128 @@
-"""Hydra's ConfigStore registration of the typed config schemas.
+"""The root config of `python -m mer.run` and Hydra's ConfigStore registration of all schemas.
 
 Only this module and the entry points import hydra/omegaconf; everything else receives plain
-dataclasses (`OmegaConf.to_object`), whose `__post_init__` checks run before any work starts.
+dataclasses (`to_dataclass`), whose `__post_init__` checks all run before any work starts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mer.data.config import DataConfig
+from mer.model import PRESETS, ModelConfig
+from mer.replay import BufferConfig
+from mer.schedule import OptimConfig
 
 T = TypeVar("T")
 
 
+@dataclass
+class EvalConfig:
+    """When and how the held-out loss of every task is measured."""
+
+    every: int = 50
+    """Evaluate every this many optimizer steps (and always at step 0 and at each task boundary)."""
+    batch_size: int = 32
+    """Held-out blocks per forward pass."""
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"eval.every={self.every} must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError(f"eval.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass
+class RunConfig:
+    """One training run: the swept MER knobs at the top, the parts in groups."""
+
+    alpha: float = 0.25
+    """Replay ratio: fraction of every batch drawn from the replay buffer, in [0, 1)."""
+    k: int | None = 0
+    """Reptile interval in optimizer steps; 0 or null turns Reptile off."""
+    eps: float = 0.1
+    """Reptile meta step size in (0, 1]; 1 is a no-op."""
+    seed: int = 0
+    """Seed of the model initialisation, the data order and the replay draws."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model shape (a preset from conf/model/)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Task sequence, budgets and data cache."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """AdamW, batch size and LR schedule."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation schedule."""
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    """Replay buffer policy and storage."""
+    reptile_anchor_device: str = "cpu"
+    """Where the Reptile anchor lives ("cpu" keeps accelerator memory free)."""
+    reptile_reset_each_task: bool = True
+    """Take a fresh Reptile anchor at the start of every task (else only at the start of training)."""
+    runs_dir: str = "runs"
+    """Parent folder of run directories."""
+    run_name: str | None = None
+    """Run directory name; null derives it from the command-line overrides (never from a timestamp)."""
+    checkpoint_every: int = 500
+    """Write a checkpoint every this many optimizer steps (also at task boundaries and on SIGTERM/SIGUSR1)."""
+    log_every: int = 25
+    """Append a train line to metrics.jsonl (and a log line when not on a terminal) every this many steps."""
+    device: str = "auto"
+    """auto (cuda when available, else cpu), cpu or cuda."""
+    threads: int | None = None
+    """CPU threads for torch; null keeps torch's default."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(f"alpha={self.alpha} must be in [0, 1): it is the fraction of each batch that is replayed")
+        if self.k is not None and self.k < 0:
+            raise ValueError(f"k={self.k} must be >= 0 (0 or null turns Reptile off)")
+        if not 0.0 < self.eps <= 1.0:
+            raise ValueError(f"eps={self.eps} must be in (0, 1] (1 leaves the weights unchanged)")
+        if self.model.name not in PRESETS and self.model.name != "custom":
+            raise ValueError(f"unknown model size {self.model.name!r}; choose one of {sorted(PRESETS)} "
+                             "(model=<name>) or set model.name=custom with explicit shape fields")
+        if self.n_new_per_step < 1:
+            raise ValueError(
+                f"alpha={self.alpha} with optim.batch_size={self.optim.batch_size} leaves "
+                f"round((1-alpha)*B)={self.n_new_per_step} new sequences per step; lower alpha or raise the batch size"
+            )
+        if self.buffer.policy == "reservoir" and self.buffer.capacity < self.optim.batch_size - self.n_new_per_step:
+            raise ValueError(f"buffer.capacity={self.buffer.capacity} is smaller than the "
+                             f"{self.optim.batch_size - self.n_new_per_step} replayed sequences of one batch")
+        for name in ("checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device={self.device!r}; use auto, cpu or cuda[:N]")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be >= 1 or null")
+
+    @property
+    def n_new_per_step(self) -> int:
+        """New sequences per optimizer step: round((1 - alpha) * B) (DESIGN.md)."""
+        return round((1.0 - self.alpha) * self.optim.batch_size)
+
+    @property
+    def n_replay_per_step(self) -> int:
+        return self.optim.batch_size - self.n_new_per_step
+
+
 def register_configs() -> None:
-    """Store the schemas so that YAML files in conf/ can extend them (`defaults: [base_data]`)."""
+    """Store the schemas so that YAML files in conf/ can extend them (`defaults: [base_<group>]`)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    store.store(name="base_config", node=RunConfig)
     store.store(group="data", name="base_data", node=DataConfig)
+    store.store(group="model", name="base_model", node=ModelConfig)
+    store.store(group="optim", name="base_optim", node=OptimConfig)
+    store.store(group="buffer", name="base_buffer", node=BufferConfig)
+    store.store(group="eval", name="base_eval", node=EvalConfig)
 
 
 def to_dataclass(cfg: Any, schema: type[T]) -> T:
-    """Turn a composed DictConfig into its dataclass, running every validation check.
-
-    OmegaConf reports type errors (a string where a float belongs) with the full key; our own checks
-    raise ValueError naming the field. Both surface as one clear message before any work.
-    """
+    """Turn a composed DictConfig into its dataclass, running every validation check."""
     from omegaconf import OmegaConf
 
     obj = OmegaConf.to_object(cfg)

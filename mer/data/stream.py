@@ -136,6 +136,8 @@ class TaskSequence:
         eval_blocks_per_task: int = 32,
         rank: int = 0,
         world_size: int = 1,
+        replay_blocks_per_step: int = 0,
+        replay_current_task: bool = True,
     ) -> None:
         if new_blocks_per_step < 1:
             raise ValueError("new_blocks_per_step must be >= 1")
@@ -152,6 +154,10 @@ class TaskSequence:
             else:
                 steps = math.ceil(budget / (seq_len * new_blocks_per_step))
             needed = steps * new_blocks_per_step
+            if index == 0 and replay_blocks_per_step:
+                # Until the buffer holds enough to replay from, replay slots are filled with new blocks:
+                # one step's worth, or the whole first task when replay may not draw from the current task.
+                needed += replay_blocks_per_step * (1 if replay_current_task else steps)
             if needed > stream.n_blocks and not allow_repeat:
                 raise DataError(
                     f"task {info.name!r}: the budget needs {needed} blocks ({needed * seq_len:,} tokens) but the task "

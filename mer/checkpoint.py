@@ -1,0 +1,53 @@
+"""Checkpoints: a dict of the parts' state_dicts, saved so that a kill at any moment leaves the last
+complete one.
+
+Written to `checkpoint.tmp/` and renamed over `checkpoint/` (the old one moves to `checkpoint.old/`
+first, and is deleted only once the new one is in place). Loaded with `torch.load(weights_only=True)`:
+no arbitrary pickles.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STATE_FILE = "state.pt"
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    final = run_dir / "checkpoint"
+    tmp = run_dir / "checkpoint.tmp"
+    old = run_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    with open(tmp / STATE_FILE, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The latest complete checkpoint: `checkpoint/`, or `checkpoint.old/` if a kill hit between renames."""
+    for name in ("checkpoint", "checkpoint.old"):
+        path = run_dir / name / STATE_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file
+        raise RuntimeError(f"checkpoint {path} cannot be read ({error}); delete {path.parent} to restart the run "
+                           "from scratch") from None

@@ -1,0 +1,135 @@
+"""Reptile gradient alignment for LLM pre-training: interpolate toward the weights of k steps ago.
+
+Every `k` optimizer steps: `theta <- theta_anchor + eps * (theta - theta_anchor)`, then
+`theta_anchor <- theta` (Abbes et al. 2025; the large-batch form of Riemer et al.'s MER, one
+interpolation per k optimizer steps instead of per example).
+
+The interpolation acts in place on the parameters the optimizer updates (the fp32 master
+weights), not on a low-precision copy that the next optimizer step would overwrite, and the anchor
+is part of `state_dict()` so a resumed run keeps it. The optimizer state (Adam moments) is left
+alone, as in the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ReptileConfig:
+    """Reptile settings."""
+
+    k: int | None = 0
+    """Interval in optimizer steps between interpolations; 0 or None turns Reptile off."""
+    eps: float = 0.1
+    """Meta step size in (0, 1]; 1 leaves the weights unchanged (an exact no-op, nothing is computed)."""
+    anchor_device: str = "cpu"
+    """Device of the anchor copy ("cpu" keeps GPU memory free at the cost of a transfer every k steps)."""
+
+    def __post_init__(self) -> None:
+        if self.k is not None and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 0):
+            raise ValueError(f"k={self.k!r}: must be a non-negative integer (0 or null turns Reptile off)")
+        if not 0 < self.eps <= 1:
+            raise ValueError(f"eps={self.eps!r}: must be in (0, 1], e.g. 0.1 (1 is a no-op)")
+        try:
+            torch.device(self.anchor_device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"anchor_device={self.anchor_device!r}: not a torch device, e.g. 'cpu' or 'cuda'") from err
+
+    @property
+    def active(self) -> bool:
+        """Whether any interpolation can change the weights (k > 0 and eps < 1)."""
+        return bool(self.k) and self.eps < 1
+
+
+class Reptile:
+    """Holds the anchor and does the interpolation every `k` optimizer steps.
+
+    The trainer calls `reset_anchor(step)` at the start of training and of every task, and
+    `maybe_step(step)` after every optimizer step with `step` = optimizer steps done so far.
+    An interpolation happens when `k` steps have passed since the anchor was last set (a
+    `maybe_step` without any anchor sets one and returns False).
+    When inactive (k=0/None or eps=1) no anchor is kept and nothing is computed, so the run is
+    bit-identical to one without Reptile.
+    """
+
+    def __init__(self, cfg: ReptileConfig, params: Iterable[torch.Tensor]):
+        self.cfg = cfg
+        seen: set[int] = set()
+        self.params: list[torch.Tensor] = []
+        for p in params:  # the tensors the optimizer updates, each once (tied weights)
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                self.params.append(p)
+        self.anchor: list[torch.Tensor] = []
+        self.anchor_step: int | None = None  # optimizer step at which the anchor was last set
+        self.n_steps = 0  # interpolations done
+
+    @property
+    def active(self) -> bool:
+        return self.cfg.active
+
+    @torch.no_grad()
+    def reset_anchor(self, step: int) -> None:
+        """Set the anchor to the current weights (start of training, start of a task)."""
+        if not self.active:
+            return
+        if not self.anchor:
+            self.anchor = [torch.empty_like(p, device=self.cfg.anchor_device) for p in self.params]
+        for a, p in zip(self.anchor, self.params):
+            a.copy_(p)
+        self.anchor_step = step
+
+    @torch.no_grad()
+    def maybe_step(self, step: int) -> bool:
+        """Interpolate if `k` optimizer steps have passed since the anchor was set; True if it did."""
+        if not self.active:
+            return False
+        if self.anchor_step is None:  # no anchor yet (reset_anchor not called): start one here
+            self.reset_anchor(step)
+            return False
+        if step - self.anchor_step < self.cfg.k:
+            return False
+        eps = self.cfg.eps
+        for a, p in zip(self.anchor, self.params):
+            a_dev = a.to(p.device, non_blocking=False)  # [same shape as p]
+            # theta <- anchor + eps * (theta - anchor), written as (theta - anchor) * eps + anchor
+            p.sub_(a_dev).mul_(eps).add_(a_dev)
+            a.copy_(p)  # the new anchor is the interpolated weights
+        self.anchor_step = step
+        self.n_steps += 1
+        return True
+
+    def state_dict(self) -> dict:
+        """Anchor tensors (the live ones, not copies: a 6B anchor is 24 GB), anchor step, step count."""
+        return {
+            "anchor": list(self.anchor),
+            "anchor_step": self.anchor_step,
+            "n_steps": self.n_steps,
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        self.n_steps = int(state["n_steps"])
+        saved = state["anchor"]
+        if not self.active or not saved:
+            # Reptile off now, or it was off when saved: there is no anchor to restore
+            # (an active Reptile then sets one at its next maybe_step).
+            self.anchor, self.anchor_step = [], None
+            return
+        if len(saved) != len(self.params):
+            raise ValueError(
+                f"Reptile checkpoint has {len(saved)} anchor tensors but the model has {len(self.params)} "
+                f"trainable tensors; resume with the same model"
+            )
+        if not self.anchor:
+            self.anchor = [torch.empty_like(p, device=self.cfg.anchor_device) for p in self.params]
+        for i, (a, s) in enumerate(zip(self.anchor, saved)):
+            if a.shape != s.shape:
+                raise ValueError(f"Reptile anchor tensor {i} has shape {tuple(s.shape)}, the model's has "
+                                 f"{tuple(a.shape)}; resume with the same model")
+            a.copy_(s)
+        self.anchor_step = int(state["anchor_step"])

@@ -1,0 +1,145 @@
+"""One run from a validated config to a finished run directory (no Hydra here; `mer.run` calls it).
+
+Order: resolve the run directory -> skip if completed -> refuse a directory holding a different
+config -> prepare data (cached) and check budgets -> build the trainer -> fit (resuming if a
+checkpoint exists) -> write summary.json -> print the forgetting table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import mer
+from mer import metrics as metric_maths
+from mer.config import RunConfig
+from mer.data.corpus import DataError
+from mer.data.pipeline import prepare_data
+from mer.data.stream import TaskSequence
+from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+class RunConfigMismatch(ValueError):
+    """The run directory already holds a run with a different config."""
+
+
+def _semantic(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without the keys that do not change what is computed (paths, logging, device)."""
+    config = json.loads(json.dumps(config))
+    for key in NON_SEMANTIC_KEYS:
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(leaf, None)
+    return config
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "mer": mer.__version__}
+
+
+def summarize(records: list[dict], tasks: list[str]) -> dict[str, Any]:
+    """Metrics and the loss matrix from the eval lines of metrics.jsonl (mer.metrics does the maths)."""
+    evals = [r for r in records if r["event"] == "eval"]
+    losses = np.array([[r["val_loss"][t] for t in tasks] for r in evals])  # [n_evals, n_tasks]
+    index = np.array([r["task_index"] for r in evals])
+    boundary = np.array([r["boundary"] for r in evals])
+    return {"metrics": metric_maths.summary_metrics(losses, index, boundary, task_names=tasks),
+            "loss_matrix": metric_maths.loss_matrix(losses, index, boundary).tolist()}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    tasks, matrix = summary["tasks"], summary["loss_matrix"]
+    width = max(8, *(len(t) + 2 for t in tasks))
+    lines = [f"run {summary['run_name']}: {summary['n_params']:,} parameters "
+             f"({summary['n_params_nonembedding']:,} non-embedding), {summary['wall_time_s']:.0f} s",
+             "validation loss (nats/token) after each task (rows) on each task (columns):",
+             f"{'after':<{width}}" + "".join(f"{t:>{width}}" for t in tasks)]
+    for name, row in zip(tasks, matrix):
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}.3f}" for v in row))
+    m = summary["metrics"]
+    lines.append(f"learned loss {m['learned_loss']:.4f}  retained loss {m['retained_loss']:.4f}  "
+                 f"forgetting {m['forgetting']:.4f}  backward transfer {m['backward_transfer']:.4f}")
+    return "\n".join(lines)
+
+
+def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume, or skip) the run `run_name`; returns its summary."""
+    run_dir = Path(cfg.runs_dir).expanduser() / run_name
+    summary_path = run_dir / "summary.json"
+    previous = read_json(summary_path)
+    if previous is not None and previous.get("status") == "completed":
+        log.info("run %s is already completed; skipping", run_name)
+        print(format_summary(previous))
+        return previous
+    config_path = run_dir / "config.json"
+    saved = read_json(config_path)
+    if saved is not None and _semantic(saved) != _semantic(resolved_config):
+        raise RunConfigMismatch(
+            f"{run_dir} holds a run with a different config; use another run_name/runs_dir, "
+            f"or delete {run_dir} to start over"
+        )
+
+    prepared = prepare_data(cfg.data)
+    budgets = [t.budget_tokens or cfg.data.budget_tokens for t in cfg.data.tasks]
+    sequence = TaskSequence(
+        prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, cfg.data.budget_steps,
+        cfg.data.allow_repeat, cfg.data.eval_blocks,
+        replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(config_path, json.dumps(resolved_config, indent=2))
+    from omegaconf import OmegaConf  # only to write the YAML twin of config.json
+
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
+
+    from mer.trainer import Trainer, TrainingStopped
+
+    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir)
+    summary: dict[str, Any] = {
+        "status": "running", "error": None, "run_name": run_name, "tasks": sequence.names,
+        "n_params": trainer.n_params, "n_params_nonembedding": trainer.n_params_nonembedding,
+        "tokenizer_hash": prepared.tokenizer_hash, "metrics": None, "loss_matrix": None, "totals": None,
+        "wall_time_s": 0.0, "versions": versions(),
+    }
+    if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
+        raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
+                        f"gives {prepared.tokenizer_hash}; the shards changed. Delete {run_dir} to start over")
+    write_atomic(summary_path, json.dumps(summary, indent=2))
+    log.info("run %s: %s parameters, %d steps over tasks %s -> %s", run_name, f"{trainer.n_params:,}",
+             sequence.total_steps, sequence.names, run_dir)
+    try:
+        trainer.fit()
+    except TrainingStopped as stop:
+        summary.update(status="running" if "signal" in str(stop) else "failed", error=str(stop),
+                       wall_time_s=trainer.position.wall_time)
+        write_atomic(summary_path, json.dumps(summary, indent=2))
+        raise
+    except BaseException as error:
+        summary.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[-1][:2000],
+                       wall_time_s=trainer.position.wall_time)
+        write_atomic(summary_path, json.dumps(summary, indent=2))
+        raise
+    records = MetricsLog(run_dir / "metrics.jsonl").records()
+    summary.update(status="completed", **summarize(records, sequence.names),
+                   totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
+                   wall_time_s=trainer.position.wall_time)
+    write_atomic(summary_path, json.dumps(summary, indent=2))
+    print(format_summary(summary))
+    return summary
+

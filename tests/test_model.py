@@ -1,0 +1,112 @@
+import re
+
+import pytest
+import torch
+
+from mer.model import (
+    PRESET_VOCAB,
+    PRESETS,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    estimate_parameters,
+    get_preset,
+)
+
+NAMED_SIZE = {"cpu-0.5m": 0.5e6, "cpu-2m": 2e6, "cpu-8m": 8e6, "cpu-30m": 30e6,
+              "99m": 99e6, "560m": 560e6, "1b": 1e9, "3b": 3e9, "6b": 6e9}
+
+
+def test_ladders_are_complete():
+    assert set(PRESETS) == set(NAMED_SIZE)
+    for name in ("99m", "560m", "1b", "3b", "6b"):
+        assert PRESETS[name].seq_len == 2048
+    for name in ("cpu-0.5m", "cpu-2m", "cpu-8m", "cpu-30m"):
+        assert 128 <= PRESETS[name].seq_len <= 256
+    paper_shapes = {"99m": (16, 512, 8), "560m": (24, 1024, 16), "1b": (24, 1792, 28),
+                    "3b": (30, 3072, 24), "6b": (32, 4096, 32)}
+    for name, shape in paper_shapes.items():
+        cfg = PRESETS[name]
+        assert (cfg.n_layer, cfg.d_model, cfg.n_head) == shape
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_SIZE))
+def test_preset_size_within_10_percent_of_name(name):
+    total, _ = estimate_parameters(PRESETS[name], PRESET_VOCAB[name])
+    assert abs(total / NAMED_SIZE[name] - 1) <= 0.10, (name, total)
+
+
+def test_estimate_exact_numbers():
+    # cpu-2m at vocab 4096: per layer 2*128^2 + 2*128^2 + 3*128*384 + 2*128 = 213,248;
+    # 4 layers + final norm = 853,120; embeddings 2 * 4096 * 128 = 1,048,576.
+    assert estimate_parameters(PRESETS["cpu-2m"], 4096) == (1_901_696, 853_120)
+    # 6b shape with Llama-2-7B's width and vocabulary gives the well-known 6,738,415,616.
+    llama2 = get_preset("6b", d_ff=11008)
+    assert estimate_parameters(llama2, 32000)[0] == 6_738_415_616
+
+
+@pytest.mark.parametrize("name", ["cpu-0.5m", "cpu-2m", "cpu-8m", "cpu-30m"])
+def test_count_matches_estimate_for_built_cpu_models(name):
+    model = build_model(PRESETS[name], 4096)
+    assert count_parameters(model) == estimate_parameters(PRESETS[name], 4096)
+
+
+@pytest.mark.parametrize("name", ["99m", "560m", "1b", "3b", "6b"])
+def test_count_matches_estimate_on_meta_device(name):
+    with torch.device("meta"):
+        model = build_model(PRESETS[name], 50304)
+    assert count_parameters(model) == estimate_parameters(PRESETS[name], 50304)
+
+
+def test_gqa_and_tied_counts():
+    cfg = ModelConfig(name="custom", n_layer=2, d_model=64, n_head=8, n_kv_head=2, d_ff=96,
+                      seq_len=32, tie_embeddings=True)
+    model = build_model(cfg, 1000)
+    total, non_emb = count_parameters(model)
+    # per layer: q,o 64*64 each; k,v 64*16 each; mlp 3*64*96; norms 2*64 -> 28,800; +64 final norm
+    assert non_emb == 2 * 28_800 + 64
+    assert total == non_emb + 1000 * 64  # tied: one matrix
+    assert (total, non_emb) == estimate_parameters(cfg, 1000)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+def test_build_model_forward_and_settings():
+    cfg = PRESETS["cpu-0.5m"]
+    torch.manual_seed(0)
+    model = build_model(cfg, 4096)
+    assert model.config._attn_implementation == "sdpa"
+    assert model.config.rope_parameters["rope_theta"] == cfg.rope_theta
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    x = torch.randint(0, 4096, (2, cfg.seq_len))  # [B, T]
+    out = model(input_ids=x, labels=x)
+    assert out.logits.shape == (2, cfg.seq_len, 4096)
+    # freshly initialised: the loss is close to the uniform cross-entropy ln(4096) = 8.318
+    assert abs(out.loss.item() - 8.318) < 0.1
+    # seeded: the same seed builds the same weights
+    torch.manual_seed(0)
+    again = build_model(cfg, 4096)
+    assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
+
+
+def test_get_preset_overrides_and_unknown():
+    assert get_preset("cpu-2m", seq_len=64).seq_len == 64
+    assert PRESETS["cpu-2m"].seq_len == 128  # the preset itself is untouched
+    with pytest.raises(ValueError, match="model.name='nope'"):
+        get_preset("nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"n_layer": 0}, "model.n_layer=0"),
+        ({"d_model": 100, "n_head": 3}, "model.n_head=3"),
+        ({"d_model": 60, "n_head": 4}, "model.n_head=4"),  # head dim 15 is odd
+        ({"n_kv_head": 3}, "model.n_kv_head=3"),
+        ({"init_std": 0.0}, "model.init_std=0.0"),
+        ({"rope_theta": -1.0}, "model.rope_theta=-1.0"),
+    ],
+)
+def test_config_validation(kwargs, field):
+    with pytest.raises(ValueError, match=re.escape(field)):
+        ModelConfig(**kwargs)
