@@ -1,0 +1,324 @@
+"""One command from sweep folders to a report: tables, figures, fitted parameters and report.md.
+
+    python -m analysis.report <sweep dirs, run dirs or globs> --out <dir> [--n-boot 200] [--seed 0]
+                              [--study sqlite:///study.db [--study-name NAME]] [--no-progress]
+
+Writes into <dir>: data/ (runs and evals as CSV and Parquet), tables/ (Markdown and LaTeX),
+figures/ (PNG and PDF), fits.json (every fit and comparison), report.md (ties them together) and,
+if anything went wrong inside the analysis, errors.log. Every problem (no runs, mixed task
+sequences, too few points, a fit that does not converge, a figure that cannot be drawn) becomes a
+message in report.md that names it and the fix, and the rest of the report is still produced.
+Exit status: 0 when a report was written from at least one run, 1 when no run was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from analysis import figures, tables
+from analysis.collect import Collection, collect, write_tables
+from analysis.compare import Comparison, compare_with_scaling
+from analysis.families import METRIC_WORDS, METRICS, NO_REPLAY, FamilyFit, fit_family, fit_summary, no_replay_runs, replay_families
+
+
+@dataclass
+class Report:
+    """What a report run produced (returned for tests and scripting)."""
+
+    out: Path
+    collection: Collection
+    sequence: str = ""
+    usable: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fits: list[FamilyFit] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Unexpected exceptions (bugs), with tracebacks in errors.log."""
+
+
+def build_report(
+    paths: Sequence[str | Path],
+    out: Path,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    study: str | None = None,
+    study_name: str | None = None,
+    progress: bool = True,
+) -> Report:
+    """Run the whole analysis; never raises for bad input (see the module docstring)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    col = collect(paths, progress=progress)
+    rep = Report(out=out, collection=col, problems=list(col.problems))
+    if col.runs.empty:
+        _write_markdown(rep, paths)
+        return rep
+    with _stage(rep, "writing the run tables"):
+        rep.files += write_tables(col, out / "data")
+    with _stage(rep, "selecting runs"):
+        _select(rep)
+    with _stage(rep, "fitting power laws"):
+        _fit_all(rep, n_boot=n_boot, seed=seed, progress=progress)
+    with _stage(rep, "comparing replay with scaling"):
+        for metric in METRICS:
+            ff = _find_fit(rep, NO_REPLAY, metric)
+            if ff is not None:
+                rep.comparisons += compare_with_scaling(rep.usable, ff, seed=seed)
+    with _stage(rep, "writing tables"):
+        _write_tables(rep)
+    _draw_figures(rep)
+    if study:
+        with _stage(rep, "drawing the Optuna study"):
+            from analysis.study import study_figures
+
+            files, probs = study_figures(study, study_name, out / "figures")
+            rep.files += files
+            rep.problems += probs
+    with _stage(rep, "writing fits.json"):
+        path = out / "fits.json"
+        path.write_text(json.dumps({
+            "task_sequence": rep.sequence,
+            "fits": [fit_summary(f) for f in rep.fits],
+            "comparisons": [c.to_dict() for c in rep.comparisons],
+        }, indent=2))
+        rep.files.append(path)
+    _write_markdown(rep, paths)
+    return rep
+
+
+@contextmanager
+def _stage(rep: Report, what: str) -> Iterator[None]:
+    """Turn an unexpected exception into a message (and a traceback in errors.log) and carry on."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the report must survive a bug in one part
+        rep.errors.append(f"internal error while {what}: {type(exc).__name__}: {exc} (traceback in errors.log)")
+        with (rep.out / "errors.log").open("a", encoding="utf-8") as fh:
+            fh.write(f"--- while {what} ---\n{traceback.format_exc()}\n")
+
+
+def _select(rep: Report) -> None:
+    """Pick the task sequence to analyse and the usable runs of it; explain what is left out."""
+    runs = rep.collection.runs
+    known = runs[runs["task_sequence"] != ""]
+    counts = Counter(known[known["usable"]]["task_sequence"]) or Counter(known["task_sequence"])
+    if not counts:
+        rep.problems.append("no run records its task sequence (config.yaml data.tasks); nothing to analyse")
+        return
+    rep.sequence = counts.most_common(1)[0][0]
+    seqs = sorted(set(known["task_sequence"]))
+    if len(seqs) > 1:
+        others = known[known["task_sequence"] != rep.sequence]
+        rep.problems.append(
+            f"runs from {len(seqs)} different task sequences are mixed ({', '.join(repr(s) for s in seqs)}); "
+            f"this report analyses {rep.sequence!r} and leaves out {len(others)} run(s) of other sequences "
+            f"({', '.join(others['run_id'].head(5))}{', ...' if len(others) > 5 else ''}). "
+            "Fix: run the report once per task sequence, e.g. `python -m analysis.report <that sweep> --out <its own dir>`"
+        )
+    rep.usable = runs[(runs["task_sequence"] == rep.sequence) & runs["usable"]].copy()
+    if rep.usable.empty:
+        rep.problems.append(
+            f"no usable run of {rep.sequence!r}: every run is failed, incomplete or diverged; "
+            "metrics need a boundary evaluation for every task (let the runs finish or resume them)"
+        )
+
+
+def _fit_all(rep: Report, *, n_boot: int, seed: int, progress: bool) -> None:
+    usable = rep.usable
+    if usable.empty:
+        return
+    nr = no_replay_runs(usable)
+    jobs: list[tuple[str, pd.DataFrame, str, str, str]] = []
+    if nr.empty:
+        rep.problems.append(
+            "no no-replay runs (alpha=0, Reptile off): replay cannot be compared with scaling; "
+            "add runs with alpha=0 k=0 at several model sizes"
+        )
+    else:
+        jobs += [(NO_REPLAY, nr, m, "model", "flops_per_new_token") for m in METRICS]
+        jobs.append((NO_REPLAY + ", total FLOPs", nr, "retained_loss", "model", "final_flops_train"))
+    for name, fam in replay_families(usable).items():
+        jobs += [(name, fam, m, "alpha", "flops_per_new_token") for m in METRICS]
+    bar = tqdm(total=len(jobs) * max(n_boot, 0), desc="bootstrap fits", unit="fit", disable=not progress or n_boot * len(jobs) < 100)
+    for family, runs, metric, stratum, x_col in jobs:
+        ff = fit_family(family, runs, metric, stratum=stratum, n_boot=n_boot, seed=seed, x_col=x_col, progress=bar.update)
+        rep.fits.append(ff)
+        if not ff.fit.converged:
+            rep.problems.append(f"fit of {METRIC_WORDS[metric]} for '{family}' not usable: {ff.fit.reason}")
+        elif ff.boot is not None and ff.boot.n_failed > 0.2 * n_boot:
+            rep.problems.append(
+                f"fit of {METRIC_WORDS[metric]} for '{family}': {ff.boot.n_failed} of {n_boot} bootstrap refits did not "
+                "converge, so its interval is unreliable; more seeds per scale would help"
+            )
+    bar.close()
+
+
+def _find_fit(rep: Report, family: str, metric: str) -> FamilyFit | None:
+    return next((f for f in rep.fits if f.family == family and f.metric == metric and f.x_col == "flops_per_new_token"), None)
+
+
+def _write_tables(rep: Report) -> None:
+    tdir = rep.out / "tables"
+    tdir.mkdir(parents=True, exist_ok=True)
+    tasks = rep.sequence.split(">") if rep.sequence else []
+    made: dict[str, tuple[pd.DataFrame, str]] = {}
+    if not rep.usable.empty:
+        for kind, (_, _, caption) in tables.TABLE_KINDS.items():
+            made[kind] = (tables.method_table(rep.usable, tasks, kind), caption + "; mean ± std over seeds")
+    if rep.fits:
+        made["fits"] = (tables.fit_table(rep.fits), "Inverse power-law fits L = E + A x^-b, 95% bootstrap intervals over runs")
+    if rep.comparisons:
+        made["compare"] = (tables.compare_table(rep.comparisons), "Compute-equivalent multiplier of replay against a bigger model")
+    for name, (df, caption) in made.items():
+        (tdir / f"{name}.md").write_text(tables.to_markdown(df), encoding="utf-8")
+        (tdir / f"{name}.tex").write_text(tables.to_latex(df, caption=caption, label=f"tab:{name}"), encoding="utf-8")
+        rep.files += [tdir / f"{name}.md", tdir / f"{name}.tex"]
+
+
+def _draw_figures(rep: Report) -> None:
+    fdir = rep.out / "figures"
+    col, usable = rep.collection, rep.usable
+    if usable.empty:
+        return
+    evals = col.evals[col.evals["run_id"].isin(usable["run_id"])] if not col.evals.empty else col.evals
+    tasks = rep.sequence.split(">")
+    total_fit = next((f for f in rep.fits if f.x_col == "final_flops_train"), None)
+
+    def task_losses():
+        fig, dropped = figures.plot_task_losses(evals, usable, tasks)
+        if dropped:
+            rep.problems.append(f"task_losses figure shows the first {figures.MAX_PANELS} settings; {dropped} more are in data/evals.csv")
+        return fig
+
+    jobs: list[tuple[str, Callable[[], object], str]] = [
+        ("task_losses", task_losses, "no evaluations"),
+        ("loss_vs_flops", lambda: figures.plot_loss_vs_flops(evals, usable, total_fit), "no evaluations"),
+        ("stability_plasticity", lambda: figures.plot_stability_plasticity(usable, [f for f in rep.fits if f.x_col == "flops_per_new_token"]), "no runs"),
+        ("forgetting_alpha_k", lambda: figures.plot_forgetting_heatmap(usable, "k_eff"),
+         "needs a model with >= 2 values of alpha and >= 2 of k (sweep alpha x k)"),
+        ("forgetting_alpha_eps", lambda: figures.plot_forgetting_heatmap(usable, "eps_eff"),
+         "needs a model with >= 2 values of alpha and >= 2 of eps (sweep alpha x eps)"),
+    ]
+    for name, draw, why in jobs:
+        with _stage(rep, f"drawing figure {name}"):
+            fig = draw()
+            if fig is None:
+                rep.problems.append(f"figure {name} skipped: {why}")
+                continue
+            rep.files += figures.save(fig, fdir, name)
+
+
+def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
+    lines = ["# MER sweep report", ""]
+    lines.append("Sources: " + ", ".join(f"`{p}`" for p in paths) + ".")
+    if rep.sequence:
+        lines.append(f"Task sequence analysed: `{rep.sequence.replace('>', ' -> ')}`.")
+    lines.append("")
+    issues = rep.errors + rep.problems
+    if issues:
+        lines += ["## Problems and notes", ""] + [f"- {p}" for p in issues] + [""]
+    runs = rep.collection.runs
+    if runs.empty:
+        lines += ["No run was found, so there is nothing else to report.", ""]
+        (rep.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+        return
+
+    lines += ["## Runs", ""]
+    status = runs.groupby(["status", "usable"]).size().reset_index(name="runs")
+    lines.append(f"{len(runs)} run directories found; {len(rep.usable)} usable (every task finished, finite losses, sequence analysed).")
+    lines += ["", tables.to_markdown(status.rename(columns={"usable": "usable in fits"}))]
+    left = runs[~runs["run_id"].isin(rep.usable["run_id"])] if not rep.usable.empty else runs
+    if not left.empty:
+        lines += ["Runs left out of fits, tables and figures (kept in `data/runs.csv` with their flags):", ""]
+        for _, r in left.iterrows():
+            why = r["incomplete_reason"] or r["problems"] or f"task sequence {r['task_sequence']!r}"
+            err = f"; error: {r['error']}" if r["error"] else ""
+            lines.append(f"- `{r['run_id']}` (status {r['status']}, {r['tasks_done']}/{r['n_tasks']} tasks done): {why}{err}")
+        lines.append("")
+    agree = runs["summary_agrees"].dropna()
+    if len(agree):
+        lines += [f"Metrics recomputed from metrics.jsonl agree with summary.json for {int(agree.sum())} of {len(agree)} runs that have both.", ""]
+
+    lines += ["## Replay versus scaling", ""]
+    lines += [
+        "Compute-equivalent multiplier: the training FLOPs per new token a model *without* replay needs, by the "
+        "no-replay family's fitted curve, to reach the same loss, divided by the FLOPs per new token the setting used. "
+        "Above 1, replay is cheaper than a bigger model. Intervals: 95% bootstrap over runs (no-replay runs resampled "
+        "within each model size, the setting's own runs resampled too); with 2-3 seeds per setting they are on the "
+        "narrow side, so read a verdict whose interval nearly touches 1 as undecided.", "",
+    ]
+    if rep.comparisons:
+        for metric in METRICS:
+            cs = [c for c in rep.comparisons if c.metric == metric]
+            if cs:
+                lines += [f"**{METRIC_WORDS[metric].capitalize()}** ({'stability' if metric == 'retained_loss' else 'plasticity'}):", ""]
+                lines += [f"- {c.sentence}" for c in cs] + [""]
+        lines += ["Table: [tables/compare.md](tables/compare.md) ([LaTeX](tables/compare.tex)).", ""]
+    else:
+        lines += ["No comparison could be made (see the problems above).", ""]
+
+    if rep.fits:
+        lines += ["## Power-law fits", "", "L = E + A x^-b with x = training FLOPs per new-data token (`final_flops_train` for the total-FLOPs fit); "
+                  "Huber loss on log-residuals, L-BFGS-B from a grid of starts; 95% bootstrap intervals.", ""]
+        lines += [tables.to_markdown(tables.fit_table(rep.fits)), "All parameters: [fits.json](fits.json).", ""]
+
+    for kind, title in (("retained", "Retained loss"), ("learned", "Learned loss"), ("forgetting", "Forgetting")):
+        path = rep.out / "tables" / f"{kind}.md"
+        if path.exists():
+            lines += [f"## {title} per task", "", tables.TABLE_KINDS[kind][2] + "; mean ± std over seeds.", "", path.read_text(encoding="utf-8"),
+                      f"LaTeX: [tables/{kind}.tex](tables/{kind}.tex).", ""]
+
+    figs = sorted({p.stem for p in rep.files if p.parent.name == "figures" and p.suffix == ".png"})
+    if figs:
+        lines += ["## Figures", ""]
+        captions = {
+            "task_losses": "Per-task validation loss over training; dotted lines mark task boundaries.",
+            "loss_vs_flops": "Mean loss over all tasks vs training FLOPs (log-log), by model size and by replay rate, with the no-replay fit.",
+            "stability_plasticity": "Retained and learned loss vs FLOPs per new token, both families, with fits and 95% bands.",
+            "forgetting_alpha_k": "Forgetting over replay rate x Reptile interval.",
+            "forgetting_alpha_eps": "Forgetting over replay rate x Reptile step size.",
+        }
+        for name in figs:
+            lines += [f"### {name}", "", captions.get(name, "Optuna study figure."), "", f"![{name}](figures/{name}.png)", ""]
+    lines += ["## Data", "", "- `data/runs.csv`, `data/runs.parquet`: one row per run (config, sizes, status flags, metrics).",
+              "- `data/evals.csv`, `data/evals.parquet`: one row per evaluation (`val_loss.<task>` columns).", ""]
+    (rep.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    rep.files.append(rep.out / "report.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; the CLI never opens a window
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description="Sweep folders -> tables, figures, fits and report.md.")
+    parser.add_argument("paths", nargs="+", help="sweep folders, run folders or globs (quote globs)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates per fit (default 200; 0 = no intervals)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--study", help="Optuna storage URL, e.g. sqlite:///sweeps/study.db, for the study figures")
+    parser.add_argument("--study-name", help="study in --study to draw (default: all)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    rep = build_report(args.paths, args.out, n_boot=args.n_boot, seed=args.seed, study=args.study,
+                       study_name=args.study_name, progress=not args.no_progress)
+    for p in rep.errors + rep.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    print(f"report: {args.out / 'report.md'}")
+    return 1 if rep.collection.runs.empty else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

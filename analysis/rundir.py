@@ -1,0 +1,167 @@
+"""Read one run directory (config.yaml, metrics.jsonl, summary.json) into plain Python values.
+
+Field names follow docs/run_directory.md. Nothing here raises for a broken run: a run that cannot
+be read fully is returned with what could be read and a list of `problems`, so the analysis can
+flag it instead of dropping it silently.
+
+Resumed runs: after a crash, the trainer resumes from its last checkpoint and logs again the steps
+after it, so metrics.jsonl can hold a stretch of steps twice. When a record's step is smaller than
+the previous record's step, the records of the abandoned attempt with a step >= the new one are
+dropped; afterwards, exact repeats of (event, step, boundary) keep the last copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class RunData:
+    """Everything the analysis needs from one run directory."""
+
+    path: Path
+    name: str
+    settings: dict[str, Any]
+    """alpha, k, eps, seed, model (preset name), tasks (list of task names), reptile (bool)."""
+    records: list[dict[str, Any]]
+    """metrics.jsonl records (train and eval) after resume cleanup, in order."""
+    summary: dict[str, Any] | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def evals(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("event") == "eval"]
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run directory has config.yaml and metrics.jsonl (or summary.json, for a run that just started)."""
+    return (path / CONFIG_FILE).is_file() and ((path / METRICS_FILE).is_file() or (path / SUMMARY_FILE).is_file())
+
+
+def read_run(path: Path) -> RunData:
+    """Read a run directory; problems are recorded on the result, never raised."""
+    path = Path(path)
+    problems: list[str] = []
+    config = _read_config(path / CONFIG_FILE, problems)
+    summary = _read_summary(path / SUMMARY_FILE, problems)
+    records = _read_metrics(path / METRICS_FILE, problems)
+    settings = run_settings(config, summary, records)
+    if not settings["tasks"]:
+        problems.append("task sequence unknown: config.yaml has no data.tasks and there is no evaluation")
+    name = str(summary.get("run_name")) if summary and summary.get("run_name") else path.name
+    return RunData(path=path, name=name, settings=settings, records=records, summary=summary, problems=problems)
+
+
+def run_settings(config: dict[str, Any], summary: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The knobs the analysis groups by. Reptile is on when k > 0 and eps < 1 (eps = 1 is a no-op)."""
+    alpha = _float(config.get("alpha"), default=0.0)
+    k = int(_float(config.get("k"), default=0.0) or 0)
+    eps = _float(config.get("eps"), default=1.0)
+    model = config.get("model")
+    model_name = str(model.get("name")) if isinstance(model, dict) else (str(model) if model is not None else "unknown")
+    data = config.get("data")
+    tasks: list[str] = []
+    if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+        tasks = [str(t.get("name")) if isinstance(t, dict) else str(t) for t in data["tasks"]]
+    if not tasks and summary and isinstance(summary.get("tasks"), list):
+        tasks = [str(t) for t in summary["tasks"]]
+    if not tasks:
+        first = next((r for r in records if r.get("event") == "eval" and isinstance(r.get("val_loss"), dict)), None)
+        tasks = list(first["val_loss"]) if first else []
+    seed = config.get("seed")
+    return {
+        "alpha": alpha,
+        "k": k,
+        "eps": eps,
+        "seed": int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) else -1,
+        "model": model_name,
+        "tasks": tasks,
+        "reptile": bool(k > 0 and eps < 1.0),
+    }
+
+
+def clean_resumed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop records of an abandoned attempt that a resume re-did (see the module docstring)."""
+    kept: list[dict[str, Any]] = []
+    for rec in records:
+        step = rec.get("step")
+        if isinstance(step, int | float) and kept and step < kept[-1].get("step", -math.inf):
+            kept = [r for r in kept if r.get("step", -math.inf) < step]
+        kept.append(rec)
+    last: dict[tuple, int] = {}
+    for i, rec in enumerate(kept):
+        last[(rec.get("event"), rec.get("step"), bool(rec.get("boundary", False)))] = i
+    return [rec for i, rec in enumerate(kept) if last[(rec.get("event"), rec.get("step"), bool(rec.get("boundary", False)))] == i]
+
+
+def _read_config(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        problems.append(f"config.yaml unreadable ({type(exc).__name__}: {exc}); settings unknown")
+        return {}
+    if not isinstance(config, dict):
+        problems.append("config.yaml is not a mapping; settings unknown")
+        return {}
+    return config
+
+
+def _read_summary(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        problems.append("no summary.json (run never started properly?): status and model size unknown")
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"summary.json unreadable ({exc}); status and model size unknown")
+        return None
+    if not isinstance(summary, dict):
+        problems.append("summary.json is not an object; ignored")
+        return None
+    return summary
+
+
+def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        problems.append("no metrics.jsonl: the run has logged nothing yet")
+        return []
+    records = []
+    bad: list[int] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                bad.append(lineno)
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+            else:
+                bad.append(lineno)
+    if bad:
+        problems.append(f"metrics.jsonl: skipped {len(bad)} unreadable line(s) (first: line {bad[0]}; a truncated write?)")
+    cleaned = clean_resumed(records)
+    if len(cleaned) < len(records):
+        problems.append(f"metrics.jsonl: dropped {len(records) - len(cleaned)} record(s) repeated by a resume")
+    return cleaned
+
+
+def _float(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
