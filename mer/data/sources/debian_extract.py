@@ -172,10 +172,9 @@ def html_paragraphs(html: str) -> list[str]:
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([A-Za-z0-9_-]+)""", re.I)
 
 
-def read_html_file(path: Path) -> str:
-    """Decode an HTML file: its declared charset, else UTF-8 (undecodable bytes replaced)."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
+def decode_html(raw: bytes) -> str:
+    """Decode an HTML page (gzipped or not): its declared charset, else UTF-8 (bad bytes replaced)."""
+    if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     m = _META_CHARSET.search(raw[:4096])
     encoding = m.group(1).decode("ascii") if m else "utf-8"
@@ -183,6 +182,11 @@ def read_html_file(path: Path) -> str:
         return raw.decode(encoding, errors="replace")
     except LookupError:
         return raw.decode("utf-8", errors="replace")
+
+
+def read_html_file(path: Path) -> str:
+    """`decode_html` of a file."""
+    return decode_html(Path(path).read_bytes())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,8 +220,8 @@ _ESCAPE = re.compile(
       | [nmgkVY](?:\(..|\[[^\]]*\]|.)            # register, colour, environment...
       | [hvwlLoXDNbRSxZCAB]'[^']*'               # escapes with a quoted argument
       | (?P<literal>[-e\\.'`])                   # \- \e \\ \. \' \`
-      | (?P<space>[ ~0])                         # unbreakable / digit-width space
-      | [&|^%:)!c{}zdrut]                        # zero-width, hyphenation, joins, motions
+      | (?P<space>[ ~0t])                        # unbreakable / digit-width space, tab
+      | [&|^%:)!c{}zdru,/]                     # zero-width, hyphenation, joins, motions
       | (?P<other>.)
     )""",
     re.X,
@@ -285,26 +289,21 @@ _MAN_FONT = frozenset({"B", "I", "SM", "SB", "R"})
 _MAN_ALT = frozenset({"BR", "BI", "IB", "IR", "RB", "RI"})
 # Macros that end the current paragraph and produce no text of their own.
 _BREAKS = frozenset(
-    {"PP", "LP", "P", "HP", "sp", "br", "RS", "RE", "in", "ti", "bp", "ne", "PD", "TQ", "Sp",
-     "Pp", "Lp", "Bl", "El", "Ed", "Sh", "Ss", "SY", "YS", "SH", "SS", "TP", "IP", "It", "Nd",
-     "TH", "Dd", "Dt", "Os", "Rs", "Re"}
+    {"PP", "LP", "P", "HP", "sp", "br", "RS", "RE", "in", "ti", "bp", "ne", "PD", "Sp",
+     "Pp", "Lp", "Bl", "El", "Ed", "SY", "YS", "Dd", "Dt", "Os", "Rs", "Re"}
 )
 # Blocks left out whole: start macro -> end macro (no-fill text: examples, tables, verbatim, equations).
 _SKIP_BLOCKS = {"nf": "fi", "EX": "EE", "Vb": "Ve", "TS": "TE", "EQ": "EN", "PS": "PE", "ig": "..",
                 "de": "..", "de1": "..", "am": "..", "CS": "CE", "Bd -literal": "Ed", "Bd -unfilled": "Ed"}
 # mdoc(7) macros: dropped from their line, their arguments kept.
 _MDOC_MACROS = frozenset(
-    "Ad An Ap Ar At Bc Bf Bo Bq Brc Bro Brq Bsx Bx Cd Cm D1 Dc Dl Do Dq Dv Ec Ef Em Eo Er Es Ev Ex "
+    "Ac Ad An Ao Ap Aq Ar At Bc Bf Bk Ek Bo Bq Brc Bro Brq Bsx Bx Cd Cm D1 Dc Dl Do Dq Dv Ec Ef Em Eo Er Es Ev Ex "
     "Fa Fc Fd Fl Fn Fo Fr Ft Fx Hf Ic In Lb Li Lk Me Ms Mt Nm No Ns Nx Oc Oo Op Ot Ox Pa Pc Pf Po "
     "Pq Qc Ql Qo Qq Sc So Sq St Sx Sy Tn Ux Va Vt Xc Xo Xr %A %B %D %I %J %N %O %P %Q %R %T %U %V".split()
 )
-_NO_TEXT = frozenset(
-    {"TH", "IX", "UR", "MT", "ds", "nr", "so", "mso", "ft", "fam", "ad", "na", "nh", "hy", "ll",
-     "ta", "tr", "ss", "cs", "ps", "vs", "fi", "if", "ie", "el", "do", "als", "rm", "rn", "ev",
-     "mk", "rt", "ch", "wh", "it", "ec", "eo", "cc", "c2", "lf", "pc", "ns", "rs", "Dd", "Dt", "Os",
-     "Bd", "Bf", "Ef", "Rs", "Re", "ce", "ul", "cu", "fl", "lg", "pso", "sy", "tm", "ab", "ex",
-     "BS", "BE", "VS", "VE", "AS", "AE", "OP", "UC", "AT", "DT", "hw", "char", "ftr", "fp", "hc"}
-)
+
+# mdoc punctuation arguments written against the preceding word.
+_MDOC_CLOSING = frozenset({".", ",", ":", ";", ")", "]", "?", "!"})
 
 
 def man_paragraphs(source: str) -> list[str]:
@@ -319,6 +318,8 @@ def man_paragraphs(source: str) -> list[str]:
     skip_until: str | None = None
     brace_depth = 0  # inside a skipped \{ ... \} conditional block
     join_next = False  # previous text line ended in \c
+    tag_pending = False  # after .TP: the next line of text is the tag, a paragraph of its own
+    link: tuple[str, int] | None = None  # after .UR/.MT: (address, text pieces so far)
 
     def flush() -> None:
         text = join_lines(buf)
@@ -327,7 +328,7 @@ def man_paragraphs(source: str) -> list[str]:
             paragraphs.append(text)
 
     def add(text: str) -> None:
-        nonlocal join_next
+        nonlocal join_next, tag_pending
         text = text.rstrip()
         ends_c = text.endswith("\\c")
         if ends_c:
@@ -338,6 +339,9 @@ def man_paragraphs(source: str) -> list[str]:
         else:
             buf.append(plain)
         join_next = ends_c
+        if tag_pending and not ends_c:
+            tag_pending = False
+            flush()
 
     for raw in source.splitlines():
         line = raw.rstrip("\n")
@@ -361,8 +365,7 @@ def man_paragraphs(source: str) -> list[str]:
         body = line[1:].lstrip()
         if body.startswith(('\\"', "\\#")) or not body:
             continue
-        name, _, rest = body.partition(" ")
-        name = name.strip()
+        name, _, rest = body.replace("\t", " ").partition(" ")
         rest = rest.strip()
 
         if name in ("if", "ie", "el", "while"):  # conditionals: left out, with their \{ block
@@ -385,19 +388,24 @@ def man_paragraphs(source: str) -> list[str]:
                 add(" ".join(_roff_args(rest)))
             flush()
             continue
-        if name == "TP":  # next text line is the tag: its own paragraph
+        if name in ("TP", "TQ"):  # the next line of text is the tag: its own paragraph
             flush()
+            tag_pending = True
             continue
-        if name in ("IP", "It") and rest:
+        if name == "IP":  # .IP tag indent: the tag is its own paragraph
             flush()
-            args = [a for a in _roff_args(rest) if a not in _MDOC_MACROS and not a.startswith("-")]
-            if name == "IP" and args:
+            args = _roff_args(rest)
+            if args:
                 add(args[0])
-            elif name == "It" and args:
-                add(" ".join(args))
-            flush()
+                flush()
+            continue
+        if name in ("UR", "MT"):  # start of a link; without link text, the address is shown
+            link = (_roff_inline(rest, strings), len(buf))
             continue
         if name in ("UE", "ME"):  # end of a link: its argument is trailing punctuation
+            if link is not None and link[0] and len(buf) == link[1]:
+                buf.append(f"<{link[0]}>")
+            link = None
             if rest and buf:
                 buf[-1] += _roff_inline(rest, strings)
             continue
@@ -411,29 +419,34 @@ def man_paragraphs(source: str) -> list[str]:
         if name in _MAN_ALT:
             add("".join(_roff_args(rest)))
             continue
+        if name == "It":  # mdoc list item: its arguments (the item's tag) are their own paragraph
+            flush()
+            name = "No"
         if name in _MDOC_MACROS or name == "Nd":
-            words = []
+            words: list[str] = []
             args = _roff_args(rest)
-            glue = False
+            glue = False  # attach the next argument to the previous one (Ns, Pf, opening bracket)
             for i, a in enumerate(args):
                 if a in ("Ns", "Pf"):
                     glue = True
                     continue
                 if a in _MDOC_MACROS:
                     continue
-                if name == "Fl" and i == 0 or (i > 0 and args[i - 1] == "Fl"):
+                if (name == "Fl" and i == 0) or (i > 0 and args[i - 1] == "Fl"):
                     a = "-" + a
-                if glue and words:
+                if words and (glue or a in _MDOC_CLOSING):
                     words[-1] += a
                 else:
                     words.append(a)
-                glue = False
+                glue = a in ("(", "[")
             if name == "Fl" and not args:
                 words = ["-"]
             if words:
                 add(" ".join(words))
+            if body.startswith("It"):
+                flush()
             continue
-        # Anything else (_NO_TEXT requests, unknown user macros): no text.
+        # Anything else (requests such as .ft .ad .IX, unknown user macros): no text.
     flush()
     return paragraphs
 
@@ -441,9 +454,8 @@ def man_paragraphs(source: str) -> list[str]:
 _CODING = re.compile(rb"coding:\s*([A-Za-z0-9_-]+)")
 
 
-def read_man_file(path: Path) -> str:
+def decode_man(raw: bytes) -> str:
     """Decode a man page (gzipped or not): UTF-8, else the `-*- coding: x -*-` it declares, else Latin-1."""
-    raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     try:
@@ -457,6 +469,11 @@ def read_man_file(path: Path) -> str:
         except LookupError:
             pass
     return raw.decode("latin-1")
+
+
+def read_man_file(path: Path) -> str:
+    """`decode_man` of a file."""
+    return decode_man(Path(path).read_bytes())
 
 
 # ---------------------------------------------------------------------------------------------
