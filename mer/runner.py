@@ -82,11 +82,6 @@ def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any])
     """Train (or resume, or skip) the run `run_name`; returns its summary."""
     run_dir = Path(cfg.runs_dir).expanduser() / run_name
     summary_path = run_dir / "summary.json"
-    previous = read_json(summary_path)
-    if previous is not None and previous.get("status") == "completed":
-        log.info("run %s is already completed; skipping", run_name)
-        print(format_summary(previous))
-        return previous
     config_path = run_dir / "config.json"
     saved = read_json(config_path)
     if saved is not None and _semantic(saved) != _semantic(resolved_config):
@@ -94,6 +89,11 @@ def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any])
             f"{run_dir} holds a run with a different config; use another run_name/runs_dir, "
             f"or delete {run_dir} to start over"
         )
+    previous = read_json(summary_path)
+    if previous is not None and previous.get("status") == "completed":
+        log.info("run %s is already completed; skipping", run_name)
+        print(format_summary(previous))
+        return previous
 
     prepared = prepare_data(cfg.data)
     budgets = [t.budget_tokens or cfg.data.budget_tokens for t in cfg.data.tasks]

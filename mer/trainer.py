@@ -87,6 +87,7 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.task_steps = [t.steps for t in sequence.tasks]
         self._stop_signal: int | None = None
+        self.data_wait_s = 0.0  # time spent getting batches (new + replay) since this process started
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -156,6 +157,7 @@ class Trainer:
     def train_step(self, task) -> tuple[float, int, int]:
         """One optimizer step on `round((1-alpha)*B)` new blocks plus replayed ones; returns the mean loss."""
         cfg, index = self.cfg, self.position.task_index
+        step_started = time.perf_counter()
         new_ids, new_tokens = task.stream.next_blocks(cfg.n_new_per_step)
         _, replay_tokens = self.buffer.sample(cfg.n_replay_per_step, index)
         if len(replay_tokens) < cfg.n_replay_per_step:  # buffer still (almost) empty: fill with new data
@@ -163,6 +165,7 @@ class Trainer:
             new_ids, new_tokens = np.concatenate([new_ids, extra_ids]), np.concatenate([new_tokens, extra_tokens])
         blocks = np.concatenate([new_tokens, replay_tokens]) if len(replay_tokens) else new_tokens  # [B, T+1]
         batch = torch.from_numpy(blocks.astype(np.int64)).to(self.device, non_blocking=True)  # [B, T+1]
+        self.data_wait_s += time.perf_counter() - step_started
 
         lr = lr_at(self.position.step, self.task_steps, cfg.optim)
         for group in self.optimizer.param_groups:
@@ -182,6 +185,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
         self.buffer.add(index, new_ids)
+        if cfg.buffer.prefetch and cfg.n_replay_per_step:  # read the next step's replay rows in the background
+            self.buffer.prefetch(cfg.n_replay_per_step, index)
         seq_len = cfg.model.seq_len
         n_new, n_replay = len(new_ids), len(replay_tokens)
         self.flops.add_train_step(n_new * seq_len, n_replay * seq_len)
@@ -216,7 +221,8 @@ class Trainer:
                 "lr": getattr(self, "_last_lr", 0.0), "wall_time": round(pos.wall_time, 3)}
 
     def _log_train(self, loss: float, tokens_per_s: float) -> None:
-        self.metrics.append({**self._record("train"), "loss": loss, "tokens_per_s": tokens_per_s})
+        self.metrics.append({**self._record("train"), "loss": loss, "tokens_per_s": tokens_per_s,
+                             "data_wait_s": round(self.data_wait_s, 4)})
 
     def _install_signal_handlers(self) -> None:
         # Slurm sends SIGUSR1 (with --signal) or SIGTERM before preemption / the time limit: finish the
