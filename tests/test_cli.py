@@ -1,0 +1,105 @@
+"""The command-line entry points, run as a user runs them: in a subprocess, from another directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_prepare_a_user_corpus_from_another_directory(tmp_path):
+    for lang, words in (("en", "the cat sat on a mat and looked at the dog"), ("de", "der Hund und die Katze sitzen im Haus")):
+        folder = tmp_path / "corpus" / lang
+        folder.mkdir(parents=True)
+        with open(folder / "part-0.jsonl", "w") as handle:
+            for i in range(400):
+                handle.write(json.dumps({"text": f"{words} {i} " * 5}) + "\n")
+    tasks = (f"data.tasks=[{{name:en,source:files,train_files:[{tmp_path}/corpus/en]}},"
+             f"{{name:de,source:files,train_files:['{tmp_path}/corpus/de/*.jsonl']}}]")
+    args = ["-m", "mer.data.prepare", tasks, f"data.data_dir={tmp_path}/cache", "data.tokenizer.vocab_size=300",
+            "data.tokenizer.train_chars_per_task=20000"]
+    first = _run(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "en" in first.stdout and "train tokens" in first.stdout
+    stamp = next((tmp_path / "cache" / "shards").rglob("train.bin")).stat().st_mtime_ns
+    second = _run(args, cwd=tmp_path)
+    table = lambda out: out[out.index("task "):out.index("done in")]
+    assert second.returncode == 0 and table(second.stdout) == table(first.stdout)
+    assert "training a 300-token" in first.stdout and "training a" not in second.stdout
+    assert next((tmp_path / "cache" / "shards").rglob("train.bin")).stat().st_mtime_ns == stamp
+    assert not (tmp_path / "outputs").exists()  # Hydra leaves nothing behind in the working directory
+
+
+def test_prepare_reports_a_bad_source_clearly(tmp_path):
+    result = _run(["-m", "mer.data.prepare", "data.tasks=[{name:xx,source:files,train_files:[/nonexistent/x.txt]}]",
+                   f"data.data_dir={tmp_path}"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "task 'xx': train_files path '/nonexistent/x.txt' matches no file" in result.stderr
+
+
+def test_bad_config_value_fails_before_any_work(tmp_path):
+    result = _run(["-m", "mer.run", "alpha=1.5", f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data"],
+                  cwd=tmp_path)
+    assert result.returncode != 0
+    assert "alpha=1.5 must be in [0, 1)" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs" / "alpha=1.5").exists()
+
+
+TINY = ["model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=1024", "data.eval_blocks=2",
+        "eval.every=1000", "data.tokenizer.vocab_size=512", "data.tokenizer.train_chars_per_task=40000",
+        "+data.tasks.0.max_train_documents=30"]
+
+
+@pytest.mark.slow
+def test_the_nine_run_grid_command(tmp_path):
+    """`python -m mer.run -m alpha=0,0.25,0.5 k=100,500,1000` (shrunk budgets) leaves 9 completed runs."""
+    tasks = "data.tasks=[{name:en,max_train_documents:30},{name:ja,max_train_documents:30}]"
+    args = ["-m", "mer.run", "-m", "alpha=0,0.25,0.5", "k=100,500,1000", tasks, f"runs_dir={tmp_path}/runs",
+            f"data.data_dir={tmp_path}/data", *[a for a in TINY if not a.startswith("+data.tasks")]]
+    result = _run(args, cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "summary.json").exists())
+    assert len(runs) == 9 and "alpha=0.25,k=500" in runs
+    assert all(json.loads((tmp_path / "runs" / r / "summary.json").read_text())["status"] == "completed" for r in runs)
+    again = _run(args, cwd=tmp_path, timeout=600)  # a re-launch only skips
+    assert again.returncode == 0 and again.stdout.count("is already completed") + again.stderr.count("is already completed") == 9
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_the_same_command_resumes(tmp_path):
+    import signal
+    import time
+
+    tasks = "data.tasks=[{name:en,max_train_documents:60},{name:fr,max_train_documents:60}]"
+    args = ["-m", "mer.run", tasks, f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data", "checkpoint_every=1000",
+            *[a for a in TINY if not a.startswith(("+data.tasks", "data.budget_tokens"))], "data.budget_tokens=12000"]
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "default" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    summary = json.loads((tmp_path / "runs" / "default" / "summary.json").read_text())
+    assert summary["status"] == "running" and "signal 15" in summary["error"]
+    stopped_at = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    resumed = _run(args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from checkpoint at step" in resumed.stderr + resumed.stdout
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"train"' in line]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # continued, not restarted
+    assert max(steps) > stopped_at
