@@ -70,7 +70,9 @@ def test_the_nine_run_grid_command(tmp_path):
     result = _run(args, cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "summary.json").exists())
-    assert len(runs) == 9 and "alpha=0.25,k=500" in runs
+    assert len(runs) == 9
+    # Names come from the overrides (sorted), so every grid point has its own directory.
+    assert sum(r.startswith("alpha=0.25,") and ",k=500," in r for r in runs) == 1
     assert all(json.loads((tmp_path / "runs" / r / "summary.json").read_text())["status"] == "completed" for r in runs)
     again = _run(args, cwd=tmp_path, timeout=600)  # a re-launch only skips
     assert again.returncode == 0 and again.stdout.count("is already completed") + again.stderr.count("is already completed") == 9
@@ -83,13 +85,14 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(tmp_path):
 
     tasks = "data.tasks=[{name:en,max_train_documents:60},{name:fr,max_train_documents:60}]"
     args = ["-m", "mer.run", tasks, f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data", "checkpoint_every=1000",
-            *[a for a in TINY if not a.startswith(("+data.tasks", "data.budget_tokens"))], "data.budget_tokens=12000"]
+            "log_every=5", *[a for a in TINY if not a.startswith(("+data.tasks", "data.budget_tokens"))],
+            "data.budget_tokens=40000"]
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "runs" / "default" / "metrics.jsonl"
     deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 3):
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 2):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
