@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import re
 import sqlite3
+from itertools import islice
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
@@ -177,14 +178,8 @@ def build_bible_corpus(
     ).hexdigest()
 
     def train() -> Iterator[str]:
-        count = 0
-        for book, _, text in bible_chapters(translation):
-            if book in VALIDATION_BOOKS:
-                continue
-            if max_train_documents is not None and count >= max_train_documents:
-                return
-            count += 1
-            yield text
+        chapters = (text for book, _, text in bible_chapters(translation) if book not in VALIDATION_BOOKS)
+        return islice(chapters, max_train_documents)
 
     def val() -> Iterator[str]:
         return (text for book, _, text in bible_chapters(translation) if book in VALIDATION_BOOKS)

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import json
+from itertools import islice
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -177,14 +178,8 @@ def build_files_corpus(
             yield from _documents_in_file(path, text_field, encoding, decode_errors, text_split)
 
     def train() -> Iterator[str]:
-        count = 0
-        for text in documents(train_paths):
-            if not val_paths and _held_out(text, val_fraction):
-                continue
-            if max_train_documents is not None and count >= max_train_documents:
-                return
-            count += 1
-            yield text
+        kept = (text for text in documents(train_paths) if val_paths or not _held_out(text, val_fraction))
+        return islice(kept, max_train_documents)
 
     def val() -> Iterator[str]:
         if val_paths:
