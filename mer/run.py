@@ -14,8 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from mer.config import RunConfig, register_configs, to_dataclass
 from mer.run_dir import run_name_from_overrides
+from sweeps.plugins import register_hydra_plugins
 
 register_configs()
+# The sweeper, launchers and sweep presets (hydra_plugins.mer_sweeps, sweeps/): registered explicitly,
+# because Hydra's plugin scan cannot list a namespace package installed in editable mode.
+register_hydra_plugins()
 log = logging.getLogger("mer.run")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 # Overrides that change where or how a run is executed, not what it computes: they do not name the run.
 NON_SEMANTIC_KEYS = (
     "runs_dir", "run_name", "device", "threads", "log_every", "checkpoint_every", "data.data_dir",
-    "reptile_anchor_device", "buffer.prefetch",
+    "reptile_anchor_device", "buffer.prefetch", "sweep",
 )
 
 
