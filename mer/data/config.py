@@ -104,7 +104,7 @@ class DataConfig:
     """Cache of tokenizers and token shards (shared by all runs; safe for concurrent jobs)."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """The tokenizer."""
-    budget_tokens: int | None = 200_000
+    budget_tokens: int | None = 100_000
     """Tokens of NEW data per task (replay comes on top). Exactly one of budget_tokens / budget_steps is set."""
     budget_steps: int | None = None
     """Alternative budget: optimizer steps per task."""
