@@ -71,6 +71,16 @@ class RunConfig:
     """auto (cuda when available, else cpu), cpu or cuda."""
     threads: int | None = None
     """CPU threads for torch; null keeps torch's default."""
+    precision: str = "fp32"
+    """fp32, or bf16: bf16 autocast of the forward pass with fp32 weights, gradients, optimizer state and
+    Reptile anchor (needs a GPU with native bf16, e.g. A100/H100; refused on CPU)."""
+    compile: bool = False
+    """torch.compile the model for training (evaluation runs the plain module)."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass (less memory, about 1/3 more compute)."""
+    peak_flops: float | None = None
+    """Peak FLOP/s of ONE device for the MFU figure; null takes it from mer.mfu's GPU table (or a measured
+    matmul rate on CPU)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
@@ -97,6 +107,13 @@ class RunConfig:
             raise ValueError(f"device={self.device!r}; use auto, cpu or cuda[:N]")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1 or null")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: choose fp32 or bf16")
+        for name in ("compile", "activation_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
+        if self.peak_flops is not None and not self.peak_flops > 0:
+            raise ValueError(f"peak_flops={self.peak_flops!r} must be > 0 (FLOP/s of one device, e.g. 989e12) or null")
 
     @property
     def n_new_per_step(self) -> int:

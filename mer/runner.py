@@ -1,8 +1,11 @@
 """One run from a validated config to a finished run directory (no Hydra here; `mer.run` calls it).
 
-Order: resolve the run directory -> skip if completed -> refuse a directory holding a different
-config -> prepare data (cached) and check budgets -> build the trainer -> fit (resuming if a
+Order: join the data-parallel job if launched as one -> resolve the run directory -> skip if
+completed -> refuse a directory holding a different config (or a checkpoint of another world size)
+-> prepare data (cached; rank 0 first) and check budgets -> build the trainer -> fit (resuming if a
 checkpoint exists) -> write summary.json -> print the forgetting table.
+
+With several processes every rank reads the run directory, and only rank 0 writes it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 import numpy as np
 
 import mer
+from mer import distributed
 from mer import metrics as metric_maths
+from mer.checkpoint import find_checkpoint
 from mer.config import RunConfig
 from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
@@ -79,7 +84,26 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]) -> dict[str, Any]:
-    """Train (or resume, or skip) the run `run_name`; returns its summary."""
+    """Train (or resume, or skip) the run `run_name`; returns its summary.
+
+    Launched by torchrun or `srun` with several tasks, this process is one rank of a data-parallel job
+    (`mer.distributed`); otherwise it is the whole job.
+    """
+    from mer.trainer import check_world_size
+
+    dist = distributed.setup(cfg.device, cfg.precision)
+    try:
+        check_world_size(cfg, dist.world_size)  # before any work
+        summary = _run_training(cfg, run_name, resolved_config, dist)
+    except BaseException:
+        distributed.teardown(dist, clean=False)
+        raise
+    distributed.teardown(dist)
+    return summary
+
+
+def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any],
+                  dist: distributed.Distributed) -> dict[str, Any]:
     run_dir = Path(cfg.runs_dir).expanduser() / run_name
     summary_path = run_dir / "summary.json"
     config_path = run_dir / "config.json"
@@ -92,54 +116,71 @@ def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any])
     previous = read_json(summary_path)
     if previous is not None and previous.get("status") == "completed":
         log.info("run %s is already completed; skipping", run_name)
-        print(format_summary(previous))
+        if dist.is_main:
+            print(format_summary(previous))
         return previous
+    saved_world = (previous or {}).get("world_size")
+    if saved_world not in (None, dist.world_size) and find_checkpoint(run_dir) is not None:
+        raise RunConfigMismatch(
+            f"{run_dir} holds a checkpoint written by {saved_world} processes, this job has {dist.world_size}; "
+            f"resume with the same number of processes (torchrun --nproc_per_node / srun --ntasks {saved_world})"
+        )
+    dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
-    prepared = prepare_data(cfg.data)
+    prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
     budgets = [t.budget_tokens or cfg.data.budget_tokens for t in cfg.data.tasks]
+    # The global block order (world size 1): every rank knows all blocks of a step and reads its own rows.
     sequence = TaskSequence(
         prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, cfg.data.budget_steps,
         cfg.data.allow_repeat, cfg.data.eval_blocks,
         replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(config_path, json.dumps(resolved_config, indent=2))
-    from omegaconf import OmegaConf  # only to write the YAML twin of config.json
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(config_path, json.dumps(resolved_config, indent=2))
+        from omegaconf import OmegaConf  # only to write the YAML twin of config.json
 
-    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
+        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
 
     from mer.trainer import Trainer, TrainingStopped
 
-    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir)
+    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir, dist)
     summary: dict[str, Any] = {
         "status": "running", "error": None, "run_name": run_name, "tasks": sequence.names,
         "n_params": trainer.n_params, "n_params_nonembedding": trainer.n_params_nonembedding,
         "tokenizer_hash": prepared.tokenizer_hash, "metrics": None, "loss_matrix": None, "totals": None,
-        "wall_time_s": 0.0, "versions": versions(),
+        "wall_time_s": 0.0, "versions": versions(), "world_size": dist.world_size,
     }
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
                         f"gives {prepared.tokenizer_hash}; the shards changed. Delete {run_dir} to start over")
-    write_atomic(summary_path, json.dumps(summary, indent=2))
+
+    def write_summary() -> None:
+        if dist.is_main:
+            write_atomic(summary_path, json.dumps(summary, indent=2))
+
+    write_summary()
     log.info("run %s: %s parameters, %d steps over tasks %s -> %s", run_name, f"{trainer.n_params:,}",
              sequence.total_steps, sequence.names, run_dir)
+    if trainer.peak_flops is not None:
+        log.info("MFU against %.4g FLOP/s per device (%s) x %d", trainer.peak_flops, trainer.peak_source,
+                 dist.world_size)
     try:
         trainer.fit()
     except TrainingStopped as stop:
         summary.update(status="running" if "signal" in str(stop) else "failed", error=str(stop),
                        wall_time_s=trainer.position.wall_time)
-        write_atomic(summary_path, json.dumps(summary, indent=2))
+        write_summary()
         raise
     except BaseException as error:
         summary.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[-1][:2000],
                        wall_time_s=trainer.position.wall_time)
-        write_atomic(summary_path, json.dumps(summary, indent=2))
+        write_summary()
         raise
-    records = MetricsLog(run_dir / "metrics.jsonl").records()
-    summary.update(status="completed", **summarize(records, sequence.names),
-                   totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
+    summary.update(status="completed", totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
                    wall_time_s=trainer.position.wall_time)
-    write_atomic(summary_path, json.dumps(summary, indent=2))
-    print(format_summary(summary))
+    if dist.is_main:
+        summary.update(summarize(MetricsLog(run_dir / "metrics.jsonl").records(), sequence.names))
+        write_summary()
+        print(format_summary(summary))
     return summary
-

@@ -4,16 +4,27 @@ One step (DESIGN.md): draw round((1-alpha)*B) new blocks and the rest from the r
 forward/backward (micro-batches) -> clip -> AdamW with the scheduled LR -> add the new blocks to the
 buffer -> every k steps a Reptile interpolation -> count FLOPs -> evaluate / log / checkpoint.
 Resume is the default path: `fit()` first loads the run directory's checkpoint if there is one.
+
+Data parallelism (W processes, `mer.distributed`): every rank builds the same GLOBAL plan of the
+step's B rows (block ids only): the new ids from the shared stream position, then the replayed ones
+from the replay sampler, which is seeded identically on every rank and fed the same global block ids,
+so all buffers hold the same blocks and draw the same rows. Rank r then reads and trains rows
+[r*B/W, (r+1)*B/W) of that plan, and DDP averages the gradients: W processes of B/W rows take the
+step one process of B rows takes (up to float summation order), whatever alpha is. Weights, optimizer
+state and Reptile anchors stay identical on all ranks; rank 0 alone writes the run directory, and its
+checkpoint restores every rank.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +35,9 @@ import torch.nn.functional as F
 from mer.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from mer.config import RunConfig
 from mer.data.stream import TaskSequence
+from mer.distributed import Distributed
 from mer.flops import FlopCounter, estimate_flops
+from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
 from mer.progress import Progress
 from mer.replay import ReplayBuffer
@@ -37,6 +50,24 @@ log = logging.getLogger(__name__)
 
 class TrainingStopped(Exception):
     """Training stopped early with a checkpoint in place (a signal) or without a new one (NaN loss)."""
+
+
+def check_world_size(cfg: RunConfig, world_size: int) -> None:
+    """Refuse, before any work, a batch that does not split evenly over the ranks.
+
+    Rank r trains rows [r*B/W, (r+1)*B/W) of the step's global plan [new rows | replayed rows], so
+    only B (and each rank's B/W rows over grad_accum micro-batches) must divide; the new/replay
+    split may fall inside a rank's rows, which changes nothing since gradients are averaged.
+    """
+    batch, accum = cfg.optim.batch_size, cfg.optim.grad_accum
+    if batch % world_size:
+        sizes = [b for b in range(world_size, 4 * world_size + 1, world_size)]
+        raise ValueError(f"optim.batch_size={batch} does not split over {world_size} processes: it is the GLOBAL "
+                         f"batch (summed over ranks); use a multiple of {world_size}, e.g. {sizes}")
+    if (batch // world_size) % accum:
+        raise ValueError(f"optim.grad_accum={accum} does not divide the {batch // world_size} sequences each of "
+                         f"the {world_size} processes trains per step (optim.batch_size={batch}); "
+                         "choose grad_accum dividing batch_size / world size")
 
 
 @dataclass
@@ -69,25 +100,64 @@ def _set_rng_state(state: dict) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, sequence: TaskSequence, vocab_size: int, run_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, sequence: TaskSequence, vocab_size: int, run_dir: Path,
+                 dist: Distributed | None = None) -> None:
         self.cfg, self.sequence, self.run_dir = cfg, sequence, run_dir
-        self.device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dist is None:  # one process on the configured device
+            from mer.distributed import check_precision, resolve_device
+
+            dist = Distributed(device=resolve_device(cfg.device))
+            check_precision(cfg.precision, dist.device)
+        check_world_size(cfg, dist.world_size)
+        if any(t.stream.world_size != 1 for t in sequence.tasks):
+            raise ValueError("the trainer splits the GLOBAL block order over ranks itself: build the TaskSequence "
+                             "with rank=0, world_size=1 on every rank")
+        self.dist, self.device = dist, dist.device
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
+        # The fp32 module: the optimizer, Reptile, checkpoints and evaluation all see this one.
         self.model = build_model(cfg.model, vocab_size).to(self.device)
+        if cfg.activation_checkpointing:
+            # Non-reentrant checkpointing works with DDP and torch.compile (transformers 5 renamed the method).
+            enable = getattr(self.model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.n_params, self.n_params_nonembedding = count_parameters(self.model)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.reptile = Reptile(ReptileConfig(k=cfg.k, eps=cfg.eps, anchor_device=cfg.reptile_anchor_device),
                                self.model.parameters())
-        self.buffer = ReplayBuffer(cfg.buffer, sequence, seed=cfg.seed, storage_dir=run_dir / "buffer")
+        # The forward/backward of training may go through torch.compile and DDP; both share self.model's tensors.
+        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        self.ddp = None
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Buffers (RoPE frequencies) are constants: no need to broadcast them every forward
+            # (the argument was renamed in recent torch).
+            no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers"
+                              in inspect.signature(DistributedDataParallel).parameters else {"broadcast_buffers": False})
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.train_model, device_ids=device_ids, gradient_as_bucket_view=True,
+                                               **no_buffer_sync)
+            self.train_model = self.ddp
+        # Same sampler on every rank (seeded with rank 0) fed the same global block ids: see the module docstring.
+        # With copied tokens each rank keeps its own file (rank 0 keeps the single-process path).
+        storage = run_dir / ("buffer" if dist.is_main else f"buffer-rank{dist.rank}")
+        self.buffer = ReplayBuffer(cfg.buffer, sequence, seed=cfg.seed, rank=0, storage_dir=storage)
         self.rates = estimate_flops(self.n_params, self.n_params_nonembedding, cfg.model.n_layer, cfg.model.seq_len,
                                     cfg.model.d_model, vocab_size)
         self.flops = FlopCounter(self.rates)
         self.position = Position()
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else None
         self.task_steps = [t.steps for t in sequence.tasks]
         self._stop_signal: int | None = None
         self.data_wait_s = 0.0  # time spent getting batches (new + replay) since this process started
+        self.overhead_s = 0.0  # time spent evaluating and checkpointing since this process started
+        self.peak_flops, self.peak_source = (device_peak_flops(self.device, cfg.precision, cfg.peak_flops)
+                                             if dist.is_main else (None, ""))
+        self._meter = (time.perf_counter(), 0, 0.0)  # (time, training FLOPs, overhead_s) at the last train line
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -95,10 +165,16 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "reptile": self.reptile.state_dict(), "buffer": self.buffer.state_dict(),
             "data": self.sequence.state_dict(), "flops": self.flops.state_dict(),
-            "position": self.position.state_dict(), "rng": _rng_state(), "metrics_bytes": self.metrics.size(),
+            "position": self.position.state_dict(), "rng": _rng_state(),
+            "metrics_bytes": self.metrics.size() if self.metrics is not None else 0,
+            "world_size": self.dist.world_size,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ValueError(f"the checkpoint was written by {saved_world} processes, this job has "
+                             f"{self.dist.world_size}; resume with the same number of processes")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.reptile.load_state_dict(state["reptile"])
@@ -107,16 +183,22 @@ class Trainer:
         self.flops.load_state_dict(state["flops"])
         self.position.load_state_dict(state["position"])
         _set_rng_state(state["rng"])
-        self.metrics.truncate(int(state["metrics_bytes"]))
+        if self.metrics is not None:
+            self.metrics.truncate(int(state["metrics_bytes"]))
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir, self.state_dict())
+        """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it."""
+        started = time.perf_counter()
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, self.state_dict())
+        self.dist.barrier()
+        self.overhead_s += time.perf_counter() - started
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> None:
         """Train over all tasks from wherever the checkpoint left off."""
         checkpoint = find_checkpoint(self.run_dir)
-        if checkpoint is not None:
+        if checkpoint is not None:  # every rank reads rank 0's checkpoint: it describes them all
             self.load_state_dict(load_checkpoint(checkpoint))
             log.info("resumed from %s at step %d", checkpoint.parent.name, self.position.step)
         else:
@@ -124,8 +206,9 @@ class Trainer:
             self.evaluate(boundary=False)
         self._install_signal_handlers()
         pos, cfg = self.position, self.cfg
-        progress = Progress(self.sequence.total_steps, pos.step, self.sequence.names)
+        progress = Progress(self.sequence.total_steps, pos.step, self.sequence.names) if self.dist.is_main else None
         started = time.perf_counter() - pos.wall_time
+        self._meter = (time.perf_counter(), self.flops.flops_new + self.flops.flops_replay, self.overhead_s)
         try:
             while pos.task_index < len(self.sequence.tasks):
                 task = self.sequence.tasks[pos.task_index]
@@ -134,59 +217,83 @@ class Trainer:
                 while pos.task_step < task.steps:
                     loss, n_new, n_replay = self.train_step(task)
                     pos.step, pos.task_step = pos.step + 1, pos.task_step + 1
-                    if self.reptile.maybe_step(pos.step):
+                    if self.reptile.maybe_step(pos.step):  # same weights on every rank: same interpolation
                         self.flops.add_reptile_step()
                     pos.wall_time = time.perf_counter() - started
-                    progress.update(pos.step, task.name, loss, self.flops.tokens_new + self.flops.tokens_replay)
-                    if pos.step % cfg.log_every == 0:
-                        self._log_train(loss, progress.tokens_per_s())
+                    if progress is not None:
+                        progress.update(pos.step, task.name, loss, self.flops.tokens_new + self.flops.tokens_replay)
+                        if pos.step % cfg.log_every == 0:
+                            self._log_train(loss, progress.tokens_per_s())
                     if pos.step % cfg.eval.every == 0 and pos.task_step < task.steps:
                         self.evaluate(boundary=False)
-                    if self._stop_signal is not None:
+                    # A signal may reach the ranks between different steps: stop after the step where ANY rank
+                    # has it, so that all ranks checkpoint the same step and none waits for the others for ever.
+                    if self.dist.any(self._stop_signal is not None):
                         self.save()
-                        raise TrainingStopped(f"stopped by signal {self._stop_signal} at step {pos.step}; "
-                                              "checkpoint saved, run the same command again to resume")
+                        which = self._stop_signal if self._stop_signal is not None else "on another rank"
+                        raise TrainingStopped(f"stopped by signal {which} at step {pos.step}; checkpoint saved, "
+                                              "run the same command again to resume")
                     if pos.step % cfg.checkpoint_every == 0:
                         self.save()
                 self.evaluate(boundary=True)
                 pos.task_index, pos.task_step = pos.task_index + 1, 0
                 self.save()
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
 
     def train_step(self, task) -> tuple[float, int, int]:
-        """One optimizer step on `round((1-alpha)*B)` new blocks plus replayed ones; returns the mean loss."""
-        cfg, index = self.cfg, self.position.task_index
+        """One optimizer step on `round((1-alpha)*B)` new blocks plus replayed ones (B summed over ranks);
+        returns the mean loss over the global batch and its new and replayed row counts."""
+        cfg, index, dist = self.cfg, self.position.task_index, self.dist
         step_started = time.perf_counter()
-        new_ids, new_tokens = task.stream.next_blocks(cfg.n_new_per_step)
-        _, replay_tokens = self.buffer.sample(cfg.n_replay_per_step, index)
-        if len(replay_tokens) < cfg.n_replay_per_step:  # buffer still (almost) empty: fill with new data
-            extra_ids, extra_tokens = task.stream.next_blocks(cfg.n_replay_per_step - len(replay_tokens))
-            new_ids, new_tokens = np.concatenate([new_ids, extra_ids]), np.concatenate([new_tokens, extra_tokens])
-        blocks = np.concatenate([new_tokens, replay_tokens]) if len(replay_tokens) else new_tokens  # [B, T+1]
-        batch = torch.from_numpy(blocks.astype(np.int64)).to(self.device, non_blocking=True)  # [B, T+1]
+        # The global plan, identical on every rank: new block ids, then the replay draw (shared sampler).
+        _, replay_tokens = self.buffer.sample(cfg.n_replay_per_step, index)  # [m, T+1], m <= n_replay
+        n_short = cfg.n_replay_per_step - len(replay_tokens)  # buffer still (almost) empty: fill with new data
+        new_ids = task.stream.next_block_ids(cfg.n_new_per_step + n_short)  # [n_new + n_short]
+        # This rank's rows [lo, hi) of the plan [new | replay]: it reads only the new blocks it trains on.
+        rows = cfg.optim.batch_size // dist.world_size
+        lo, hi, n_fresh = dist.rank * rows, (dist.rank + 1) * rows, len(new_ids)
+        parts = [task.stream.read(new_ids[lo:hi]), replay_tokens[max(lo - n_fresh, 0):max(hi - n_fresh, 0)]]
+        blocks = np.concatenate([p for p in parts if len(p)])  # [B/W, T+1]
+        batch = torch.from_numpy(blocks.astype(np.int64))  # [B/W, T+1]
+        if self.device.type == "cuda":  # page-locked host memory lets the copy overlap with compute
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True)
+        # Every rank adds the GLOBAL new ids, so the buffers stay identical. Added (and the next replay rows
+        # prefetched) before the forward pass so that the background read overlaps with compute. With
+        # alpha=0 nothing is ever replayed, so nothing is stored (at paper scale that is GBs per rank).
+        if cfg.n_replay_per_step:
+            self.buffer.add(index, new_ids, task.stream.read(new_ids) if cfg.buffer.storage == "copy" else None)
+            if cfg.buffer.prefetch:
+                self.buffer.prefetch(cfg.n_replay_per_step, index)
         self.data_wait_s += time.perf_counter() - step_started
 
         lr = lr_at(self.position.step, self.task_steps, cfg.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total_loss = 0.0
-        for micro in batch.chunk(cfg.optim.grad_accum):  # [b, T+1] each
-            logits = self.model(input_ids=micro[:, :-1]).logits  # [b, T, V]
-            loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
-            (loss / cfg.optim.grad_accum).backward()
-            total_loss += loss.item() / cfg.optim.grad_accum
+        micro_batches = batch.chunk(cfg.optim.grad_accum)  # [b, T+1] each
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for i, micro in enumerate(micro_batches):
+            # DDP all-reduces (averages) the gradients during the last micro-batch's backward only.
+            last = i == len(micro_batches) - 1
+            with nullcontext() if self.ddp is None or last else self.ddp.no_sync():
+                with self._autocast():
+                    logits = self.train_model(input_ids=micro[:, :-1]).logits  # [b, T, V]
+                    loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
+                (loss / cfg.optim.grad_accum).backward()
+            loss_sum += loss.detach().double() / cfg.optim.grad_accum
+        # Every rank has as many rows and tokens, so the mean of the rank means is the global mean;
+        # a NaN anywhere makes it NaN everywhere, so all ranks stop together.
+        total_loss = dist.mean(loss_sum).item()
         if not math.isfinite(total_loss):
             raise TrainingStopped(f"the loss is {total_loss} at step {self.position.step + 1}; stopped without "
                                   "saving, the last good checkpoint is intact; lower optim.lr or check the data")
-        if cfg.optim.grad_clip > 0:
+        if cfg.optim.grad_clip > 0:  # gradients are already averaged: the same norm on every rank
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
-        self.buffer.add(index, new_ids)
-        if cfg.buffer.prefetch and cfg.n_replay_per_step:  # read the next step's replay rows in the background
-            self.buffer.prefetch(cfg.n_replay_per_step, index)
         seq_len = cfg.model.seq_len
         n_new, n_replay = len(new_ids), len(replay_tokens)
         self.flops.add_train_step(n_new * seq_len, n_replay * seq_len)
@@ -195,34 +302,57 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, boundary: bool) -> dict[str, float]:
-        """Mean token loss on the fixed held-out blocks of every task; appended to metrics.jsonl."""
+        """Mean token loss on the fixed held-out blocks of every task; appended to metrics.jsonl.
+
+        Rank r evaluates batches r, r+W, r+2W... of every task; the sums are added over ranks."""
+        started = time.perf_counter()
         self.model.eval()
-        losses = {}
+        dist, size = self.dist, self.cfg.eval.batch_size
+        sums = []  # per task: [loss summed over tokens, tokens]
         for task in self.sequence.tasks:
             total, count = 0.0, 0
-            for start in range(0, len(task.eval_tokens), self.cfg.eval.batch_size):
-                blocks = task.eval_tokens[start:start + self.cfg.eval.batch_size]
+            for start in range(dist.rank * size, len(task.eval_tokens), dist.world_size * size):
+                blocks = task.eval_tokens[start:start + size]
                 batch = torch.from_numpy(blocks.astype(np.int64)).to(self.device)  # [b, T+1]
-                logits = self.model(input_ids=batch[:, :-1]).logits  # [b, T, V]
-                loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum")
+                with self._autocast():
+                    logits = self.model(input_ids=batch[:, :-1]).logits  # [b, T, V]
+                    loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum")
                 total += loss.item()
                 count += batch[:, 1:].numel()
-            self.flops.add_eval(count)
+            sums.append([total, count])
+        sums = dist.sum(torch.tensor(sums, dtype=torch.float64, device=self.device)).tolist()  # [n_tasks, 2]
+        losses = {}
+        for task, (total, count) in zip(self.sequence.tasks, sums):
+            self.flops.add_eval(int(count))
             losses[task.name] = total / count
         self.model.train()
-        self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})
+        if self.metrics is not None:
+            self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})
+        self.overhead_s += time.perf_counter() - started
         return losses
 
     # ---------------------------------------------------------------- helpers
+    def _autocast(self):
+        """bf16 autocast of the forward pass; weights, gradients, Adam state and the Reptile anchor stay fp32."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cfg.precision == "bf16" else nullcontext()
+
     def _record(self, event: str) -> dict:
         pos = self.position
-        return {"event": event, "step": pos.step, "task": self.sequence.names[pos.task_index],
-                "task_index": pos.task_index, **self.flops.as_dict(),
+        index = min(pos.task_index, len(self.sequence.tasks) - 1)  # after fit() the position is past the end
+        return {"event": event, "step": pos.step, "task": self.sequence.names[index],
+                "task_index": index, **self.flops.as_dict(),
                 "lr": getattr(self, "_last_lr", 0.0), "wall_time": round(pos.wall_time, 3)}
 
     def _log_train(self, loss: float, tokens_per_s: float) -> None:
+        # MFU over the steps since the last train line, without the time spent evaluating and checkpointing.
+        now, flops, overhead = time.perf_counter(), self.flops.flops_new + self.flops.flops_replay, self.overhead_s
+        then, flops_then, overhead_then = self._meter
+        self._meter = (now, flops, overhead)
+        utilisation = mfu(flops - flops_then, (now - then) - (overhead - overhead_then), self.peak_flops,
+                          self.dist.world_size)
         self.metrics.append({**self._record("train"), "loss": loss, "tokens_per_s": tokens_per_s,
-                             "data_wait_s": round(self.data_wait_s, 4)})
+                             "data_wait_s": round(self.data_wait_s, 4),
+                             "mfu": None if utilisation is None else round(utilisation, 5)})
 
     def _install_signal_handlers(self) -> None:
         # Slurm sends SIGUSR1 (with --signal) or SIGTERM before preemption / the time limit: finish the

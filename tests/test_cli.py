@@ -90,14 +90,17 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(tmp_path):
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "runs" / "default" / "metrics.jsonl"
     deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 2):
+    found = []
+    while time.time() < deadline and not found:  # the run directory is named after the overrides
+        found = [m for m in (tmp_path / "runs").glob("*/metrics.jsonl") if m.read_text().count('"train"') >= 2]
         time.sleep(0.2)
+    assert found, "the run never logged two train lines"
+    metrics = found[0]
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
-    summary = json.loads((tmp_path / "runs" / "default" / "summary.json").read_text())
+    summary = json.loads((metrics.parent / "summary.json").read_text())
     assert summary["status"] == "running" and "signal 15" in summary["error"]
     stopped_at = json.loads(metrics.read_text().splitlines()[-1])["step"]
     resumed = _run(args, cwd=tmp_path)

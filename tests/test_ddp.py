@@ -1,0 +1,335 @@
+"""Data parallelism on CPU (gloo, 2 processes through torchrun) and the device checks of the fast path.
+
+The multi-process tests launch this very file under torchrun (`python -m torch.distributed.run
+--standalone --nproc_per_node 2 tests/test_ddp.py SPEC`): its `__main__` block builds the tiny run
+config of conftest.py and calls `mer.runner.run_training` on every rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mer_testing import small_bible_config, tiny_run_config
+
+HERE = Path(__file__).resolve()
+# Small but not trivial: alpha=0.25 puts rank 1's rows across the new/replay boundary (rows 4-5 new,
+# 6-7 replayed), grad_accum=2 exercises DDP's no_sync, Reptile every 3 steps, an eval every 2 steps.
+SPEC = {"alpha": 0.25, "k": 3, "eps": 0.5, "batch_size": 8, "grad_accum": 2, "budget_tokens": 512, "eval_every": 2}
+TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")
+
+
+def _config(data_dir: str | Path, runs_dir: str | Path, **spec):
+    """The RunConfig of a SPEC-like dict (shared by the test process and the torchrun workers)."""
+    from mer.config import EvalConfig
+    from mer.schedule import OptimConfig
+
+    spec = dict(spec)
+    optim = OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=spec.pop("batch_size"), grad_accum=spec.pop("grad_accum"))
+    evaluation = EvalConfig(every=spec.pop("eval_every"), batch_size=3)  # 4 held-out blocks: batches of 3 and 1
+    return tiny_run_config(small_bible_config(Path(data_dir)), Path(runs_dir), optim=optim, eval=evaluation, **spec)
+
+
+def _resolved(cfg) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def _flat(matrix: list[list[float]]) -> list[float]:
+    return [v for row in matrix for v in row]
+
+
+def _records(run_dir: Path, event: str | None = None) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records if event is None or r["event"] == event]
+
+
+def _torchrun(data_dir: Path, runs_dir: Path, nproc: int = 2, stop_after: int | None = None, **spec):
+    """Run the worker below on `nproc` CPU processes; returns the CompletedProcess."""
+    payload = json.dumps({"data_dir": str(data_dir), "runs_dir": str(runs_dir), "stop_after": stop_after,
+                          "spec": {**SPEC, **spec}})
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("SLURM_")}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(HERE), payload]
+    return subprocess.run(command, env=env, cwd=HERE.parent, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(small_bible, tmp_path_factory):
+    """An uninterrupted 2-process run of SPEC: (run directory, summary)."""
+    runs = tmp_path_factory.mktemp("ddp2")
+    result = _torchrun(Path(small_bible[0].data_dir), runs)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return runs / "run", json.loads((runs / "run" / "summary.json").read_text())
+
+
+# ---------------------------------------------------------------------------------- multi-process
+
+
+@pytest.mark.slow
+def test_two_processes_of_half_the_batch_follow_one_process(small_bible, tmp_path, two_process_run):
+    from mer.runner import run_training
+
+    cfg = _config(small_bible[0].data_dir, tmp_path, **SPEC)
+    one = run_training(cfg, "run", _resolved(cfg))
+    run_dir, two = two_process_run
+    assert two["status"] == "completed" and two["world_size"] == 2 and one["world_size"] == 1
+    # Same rows trained, the same FLOPs counted: the global batch is the same.
+    assert two["totals"] == one["totals"]
+    evals_one, evals_two = _records(tmp_path / "run", "eval"), _records(run_dir, "eval")
+    assert len(evals_one) == len(evals_two) > 10
+    for a, b in zip(evals_one, evals_two):
+        assert a["step"] == b["step"] and a["boundary"] == b["boundary"]
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+    train_one, train_two = _records(tmp_path / "run", "train"), _records(run_dir, "train")
+    assert [r["loss"] for r in train_two] == pytest.approx([r["loss"] for r in train_one], rel=1e-4)
+    assert _flat(two["loss_matrix"]) == pytest.approx(_flat(one["loss_matrix"]), rel=1e-4)
+    # Only rank 0 wrote: one metrics file, one checkpoint, no files of rank 1.
+    assert not any("rank1" in p.name for p in run_dir.rglob("*"))
+
+
+@pytest.mark.slow
+def test_interrupted_two_process_run_resumes_to_the_same_losses(small_bible, tmp_path, two_process_run):
+    import torch
+
+    from mer.runner import RunConfigMismatch, run_training
+
+    data_dir = Path(small_bible[0].data_dir)
+    # Only rank 1 "receives" the signal after its 7th step: the ranks must agree to stop after the same step.
+    stopped = _torchrun(data_dir, tmp_path, stop_after=7)
+    assert stopped.returncode != 0
+    assert "stopped by signal on another rank at step 7" in stopped.stderr + stopped.stdout
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "running" and "signal" in summary["error"]
+    state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=True)
+    assert state["position"]["step"] == 7 and state["world_size"] == 2
+
+    # A checkpoint of 2 processes is refused by 1 process, before any work, with the reason.
+    shutil.copytree(tmp_path, tmp_path.parent / (tmp_path.name + "-copy"))
+    cfg = _config(data_dir, tmp_path.parent / (tmp_path.name + "-copy"), **SPEC)
+    with pytest.raises(RunConfigMismatch, match="checkpoint written by 2 processes, this job has 1"):
+        run_training(cfg, "run", _resolved(cfg))
+
+    resumed = _torchrun(data_dir, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    reference_dir, reference = two_process_run
+    assert _records(run_dir) == _records(reference_dir)  # bit-identical to the uninterrupted run
+    assert json.loads((run_dir / "summary.json").read_text())["loss_matrix"] == reference["loss_matrix"]
+
+
+@pytest.mark.slow
+def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_training(small_bible, tmp_path):
+    result = _torchrun(Path(small_bible[0].data_dir), tmp_path, batch_size=7, grad_accum=1)
+    assert result.returncode != 0
+    assert "optim.batch_size=7 does not split over 2 processes" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(tmp_path):
+    """As Slurm or a user stops a job: SIGTERM to torchrun and its workers, then the same command again."""
+    import signal
+    import time
+
+    tasks = "data.tasks=[{name:en,max_train_documents:60},{name:fr,max_train_documents:60}]"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mer.run",
+            tasks, "model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=12000",
+            "data.eval_blocks=2", "eval.every=1000", "data.tokenizer.vocab_size=512",
+            "data.tokenizer.train_chars_per_task=40000", f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data",
+            "run_name=sig", "log_every=1", "checkpoint_every=1000"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = tmp_path / "runs" / "sig" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 3):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    summary = json.loads((tmp_path / "runs" / "sig" / "summary.json").read_text())
+    assert summary["status"] == "running" and "stopped by signal 15" in summary["error"], err[-3000:]
+    resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from checkpoint at step" in resumed.stdout + resumed.stderr
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"train"' in line]
+    assert steps == list(range(1, len(steps) + 1))  # continued where it stopped, every step logged once
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_losses(small_bible, tmp_path):
+    from mer.runner import run_training
+
+    summaries = []
+    for flag in (False, True):
+        cfg = tiny_run_config(small_bible[0], tmp_path / str(flag), budget_tokens=256, compile=flag)
+        summaries.append(run_training(cfg, "run", _resolved(cfg)))
+    assert _flat(summaries[1]["loss_matrix"]) == pytest.approx(_flat(summaries[0]["loss_matrix"]), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------- one process
+
+
+def test_batch_split_rule():
+    from mer.config import RunConfig
+    from mer.schedule import OptimConfig
+    from mer.trainer import check_world_size
+
+    check_world_size(RunConfig(alpha=0.25, optim=OptimConfig(batch_size=8)), 2)  # 6 new + 2 replay: fine
+    check_world_size(RunConfig(alpha=0.3, optim=OptimConfig(batch_size=8)), 8)  # any split: rows, not kinds
+    with pytest.raises(ValueError, match=r"batch_size=6 does not split over 4 processes.*\[4, 8, 12, 16\]"):
+        check_world_size(RunConfig(optim=OptimConfig(batch_size=6)), 4)
+    with pytest.raises(ValueError, match="grad_accum=4 does not divide the 2 sequences each of the 4 processes"):
+        check_world_size(RunConfig(optim=OptimConfig(batch_size=8, grad_accum=4)), 4)
+
+
+def test_launcher_variables():
+    from mer.distributed import WorldInfo, world_from_env
+
+    assert world_from_env({}) == WorldInfo()
+    assert world_from_env({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) == WorldInfo()  # a one-task Slurm job
+    torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}
+    assert world_from_env(torchrun) == WorldInfo(3, 4, 1, "torchrun")  # torchrun inside a Slurm job wins
+    slurm = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "MASTER_ADDR": "node1",
+             "MASTER_PORT": "29500"}
+    assert world_from_env(slurm) == WorldInfo(5, 8, 1, "slurm")
+    with pytest.raises(RuntimeError, match="MASTER_ADDR/MASTER_PORT are not set.*srun"):
+        world_from_env({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"})
+    with pytest.raises(RuntimeError, match="inconsistent"):
+        world_from_env({"RANK": "4", "WORLD_SIZE": "4"})
+
+
+def test_single_process_collectives_are_the_identity():
+    import torch
+
+    from mer.distributed import Distributed
+
+    d = Distributed()
+    x = torch.tensor([1.5, 2.0])
+    assert d.mean(x) is x and d.sum(x) is x and d.any(True) and not d.any(False)
+    assert d.main_first(lambda: 7) == 7 and d.is_main and not d.enabled
+    d.barrier()
+
+
+def test_gpu_device_choice_and_bf16_check_without_a_gpu(monkeypatch):
+    """The CUDA branches, with torch.cuda's answers faked (no GPU here)."""
+    import contextlib
+
+    import torch
+
+    from mer.distributed import check_precision, resolve_device
+    from mer.mfu import device_peak_flops
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert resolve_device("auto", local_rank=3, world_size=8) == torch.device("cuda", 3)
+    assert resolve_device("cuda", local_rank=5, world_size=8) == torch.device("cuda", 1)  # 2nd node of 4 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # srun --gpus-per-task=1: one visible GPU each
+    assert resolve_device("cuda", local_rank=3, world_size=4) == torch.device("cuda", 0)
+    assert resolve_device("cuda:2") == torch.device("cuda", 2)
+    with pytest.raises(ValueError, match="device='cuda:1' with 2 processes: use device=cuda"):
+        resolve_device("cuda:1", local_rank=0, world_size=2)
+    assert resolve_device("cpu", local_rank=1, world_size=2) == torch.device("cpu")
+
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Tesla V100-SXM2-32GB")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    with pytest.raises(ValueError, match="Tesla V100-SXM2-32GB has no native bf16"):
+        check_precision("bf16", torch.device("cuda", 0))
+    check_precision("fp32", torch.device("cuda", 0))
+    assert device_peak_flops(torch.device("cuda", 0), "fp32") == (15.7e12, "Tesla V100-SXM2-32GB fp32 data sheet")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    check_precision("bf16", torch.device("cuda", 0))
+    assert device_peak_flops(torch.device("cuda", 0), "bf16")[0] == 989e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA B300")
+    assert device_peak_flops(torch.device("cuda", 0), "bf16")[0] is None  # unknown: no MFU unless peak_flops
+
+
+def test_bf16_on_cpu_is_refused_before_training(small_bible, tmp_path):
+    from mer.runner import run_training
+
+    cfg = tiny_run_config(small_bible[0], tmp_path, precision="bf16")
+    with pytest.raises(ValueError, match="precision=bf16 needs a CUDA GPU"):
+        run_training(cfg, "run", _resolved(cfg))
+    assert not (tmp_path / "run").exists()
+
+
+def test_new_config_fields_are_checked():
+    from mer.config import RunConfig
+
+    with pytest.raises(ValueError, match="precision='fp16': choose fp32 or bf16"):
+        RunConfig(precision="fp16")
+    with pytest.raises(ValueError, match="peak_flops=0.0 must be > 0"):
+        RunConfig(peak_flops=0.0)
+    with pytest.raises(ValueError, match="compile='yes' must be true or false"):
+        RunConfig(compile="yes")
+
+
+def test_activation_checkpointing_gives_the_same_losses(small_bible, tmp_path):
+    from mer.runner import run_training
+
+    summaries = []
+    for flag in (False, True):
+        cfg = tiny_run_config(small_bible[0], tmp_path / str(flag), budget_tokens=512, activation_checkpointing=flag)
+        summaries.append(run_training(cfg, "run", _resolved(cfg)))
+    assert _flat(summaries[1]["loss_matrix"]) == pytest.approx(_flat(summaries[0]["loss_matrix"]), rel=1e-5)
+    train = [_records(tmp_path / str(flag) / "run", "train") for flag in (False, True)]
+    assert all(isinstance(r["loss"], float) for r in train[0])
+    assert [r["loss"] for r in train[1]] == pytest.approx([r["loss"] for r in train[0]], rel=1e-5)
+
+
+def test_train_lines_carry_mfu(small_bible, tmp_path):
+    from mer.runner import run_training
+
+    cfg = tiny_run_config(small_bible[0], tmp_path, budget_tokens=512, peak_flops=1e12)
+    run_training(cfg, "run", _resolved(cfg))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in lines if r["event"] == "train"]
+    assert train and all(0 < r["mfu"] < 1 for r in train)  # a 0.5M model on 1 TFLOP/s: far from the peak
+    assert all("mfu" not in r for r in lines if r["event"] == "eval")
+
+
+# ---------------------------------------------------------------------------------- torchrun worker
+
+
+def _worker(payload: dict) -> None:
+    import signal
+
+    import torch
+
+    from mer.runner import run_training
+    from mer.trainer import Trainer, TrainingStopped
+
+    torch.set_num_threads(1)
+    cfg = _config(payload["data_dir"], payload["runs_dir"], **payload["spec"])
+    stop_after = payload["stop_after"]
+    if stop_after is not None and int(os.environ["RANK"]) == 1:
+        original = Trainer.train_step
+
+        def train_step(self, task):  # the signal handler's effect, on rank 1 only
+            out = original(self, task)
+            if self.position.step + 1 == stop_after:  # position.step is advanced after train_step returns
+                self._stop_signal = signal.SIGTERM
+            return out
+
+        Trainer.train_step = train_step
+    try:
+        run_training(cfg, "run", _resolved(cfg))
+    except TrainingStopped as stop:
+        print(f"rank {os.environ['RANK']}: {stop}", file=sys.stderr)
+        sys.exit(143)
+
+
+if __name__ == "__main__":
+    _worker(json.loads(sys.argv[1]))
