@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from analysis import palette
 from analysis.families import METRIC_WORDS, X_COL, FamilyFit, add_setting_columns, no_replay_runs
@@ -71,6 +71,8 @@ def plot_task_losses(evals: pd.DataFrame, runs: pd.DataFrame, tasks: list[str]) 
         n_seeds = sub["run_id"].nunique()
         ax.set_title(f"{setting}\n({n_seeds} seed{'s' if n_seeds > 1 else ''})", fontsize=8)
         ax.set_xlabel("new-data tokens trained")
+        # 1.5M instead of 1500000: long plain tick labels run into each other at column width.
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.set_ylabel(LOSS_LABEL)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
