@@ -71,8 +71,9 @@ def test_the_nine_run_grid_command(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "summary.json").exists())
     assert len(runs) == 9
-    # Names come from the overrides (sorted), so every grid point has its own directory.
-    assert sum(r.startswith("alpha=0.25,") and ",k=500," in r for r in runs) == 1
+    # Names come from the overrides (sorted, hashed when long), so every grid point has its own directory.
+    configs = [json.loads((tmp_path / "runs" / r / "config.json").read_text()) for r in runs]
+    assert {(c["alpha"], c["k"]) for c in configs} == {(a, k) for a in (0, 0.25, 0.5) for k in (100, 500, 1000)}
     assert all(json.loads((tmp_path / "runs" / r / "summary.json").read_text())["status"] == "completed" for r in runs)
     again = _run(args, cwd=tmp_path, timeout=600)  # a re-launch only skips
     assert again.returncode == 0 and again.stdout.count("is already completed") + again.stderr.count("is already completed") == 9
