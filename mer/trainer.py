@@ -158,6 +158,7 @@ class Trainer:
         self.peak_flops, self.peak_source = (device_peak_flops(self.device, cfg.precision, cfg.peak_flops)
                                              if dist.is_main else (None, ""))
         self._meter = (time.perf_counter(), 0, 0.0)  # (time, training FLOPs, overhead_s) at the last train line
+        self._last_mfu: float | None = None  # shown in the progress line
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -221,7 +222,8 @@ class Trainer:
                         self.flops.add_reptile_step()
                     pos.wall_time = time.perf_counter() - started
                     if progress is not None:
-                        progress.update(pos.step, task.name, loss, self.flops.tokens_new + self.flops.tokens_replay)
+                        progress.update(pos.step, task.name, loss, self.flops.tokens_new + self.flops.tokens_replay,
+                                        self._last_mfu)
                         if pos.step % cfg.log_every == 0:
                             self._log_train(loss, progress.tokens_per_s())
                     if pos.step % cfg.eval.every == 0 and pos.task_step < task.steps:
@@ -350,6 +352,7 @@ class Trainer:
         self._meter = (now, flops, overhead)
         utilisation = mfu(flops - flops_then, (now - then) - (overhead - overhead_then), self.peak_flops,
                           self.dist.world_size)
+        self._last_mfu = utilisation
         self.metrics.append({**self._record("train"), "loss": loss, "tokens_per_s": tokens_per_s,
                              "data_wait_s": round(self.data_wait_s, 4),
                              "mfu": None if utilisation is None else round(utilisation, 5)})
