@@ -5,7 +5,8 @@ at token `b * seq_len`, so consecutive blocks share one token and every token is
 A block id (an int) is all that is needed to read it again, which is what lets the replay buffer keep
 8-byte references instead of copies.
 
-The order is a seeded permutation per epoch. Position counts blocks consumed by ALL data-parallel
+The order is a seeded permutation per epoch, computed position by position (`shuffled_index`), so a
+task of 50M blocks needs no 400 MB permutation table. Position counts blocks consumed by ALL data-parallel
 ranks together: at every draw rank r takes its own slice of the next `n * world_size` positions, so
 ranks read disjoint blocks, and the position (the whole state) is the same on every rank.
 """
@@ -19,6 +20,45 @@ import numpy as np
 
 from mer.data.corpus import DataError
 from mer.data.shards import ShardInfo
+
+
+_MIX_1, _MIX_2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """A 64-bit finalizer (MurmurHash3's fmix64): every input bit flips about half the output bits."""
+    z = z ^ (z >> np.uint64(33))
+    z = z * _MIX_1
+    z = z ^ (z >> np.uint64(33))
+    z = z * _MIX_2
+    return z ^ (z >> np.uint64(33))
+
+
+def shuffled_index(positions: np.ndarray, n: int, seed: tuple[int, ...], rounds: int = 4) -> np.ndarray:
+    """Position -> block id under a seeded pseudo-random permutation of range(n), in O(1) memory.
+
+    A Feistel network is a bijection on the 2**bits integers of its domain whatever its round function;
+    "cycle walking" (apply it again while the result is >= n) restricts it to a bijection of range(n).
+    The domain is at most 4n, so a position takes at most a few walks on average.
+    """
+    bits = max(2, int(n - 1).bit_length())
+    bits += bits % 2  # two equal halves
+    half, mask = np.uint64(bits // 2), np.uint64((1 << (bits // 2)) - 1)
+    keys = np.random.default_rng(list(seed)).integers(0, 2**63, size=rounds, dtype=np.int64).astype(np.uint64)
+
+    def feistel(x: np.ndarray) -> np.ndarray:
+        left, right = x >> half, x & mask
+        with np.errstate(over="ignore"):  # the mixer multiplies modulo 2**64 on purpose
+            for key in keys:
+                left, right = right, left ^ (_mix(right ^ key) & mask)
+        return (left << half) | right
+
+    out = feistel(np.asarray(positions, dtype=np.uint64))
+    outside = out >= np.uint64(n)
+    while outside.any():
+        out[outside] = feistel(out[outside])
+        outside = out >= np.uint64(n)
+    return out.astype(np.int64)
 
 
 class TaskStream:
@@ -48,14 +88,6 @@ class TaskStream:
         self.allow_repeat = allow_repeat
         self.rank, self.world_size = rank, world_size
         self.position = 0
-        self._epoch_order: tuple[int, np.ndarray] | None = None
-
-    def _order(self, epoch: int) -> np.ndarray:
-        if self._epoch_order is None or self._epoch_order[0] != epoch:
-            # One generator per (seed, task, epoch): any position can be reached without replaying draws.
-            rng = np.random.default_rng([self.seed, self.task_index, epoch])
-            self._epoch_order = (epoch, rng.permutation(self.n_blocks))
-        return self._epoch_order[1]
 
     def _ids_at(self, positions: np.ndarray) -> np.ndarray:
         epochs = positions // self.n_blocks
@@ -65,7 +97,8 @@ class TaskStream:
         ids = np.empty(positions.size, dtype=np.int64)
         for epoch in np.unique(epochs):
             mask = epochs == epoch
-            ids[mask] = self._order(int(epoch))[positions[mask] % self.n_blocks]
+            ids[mask] = shuffled_index(positions[mask] % self.n_blocks, self.n_blocks,
+                                       (self.seed, self.task_index, int(epoch)))
         return ids
 
     def next_block_ids(self, n: int) -> np.ndarray:
