@@ -140,6 +140,26 @@ def _decode(d: dict) -> np.ndarray:
     return np.repeat(values - run_start, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
 
 
+def _task_layout(refs: np.ndarray, chunk: int = 1 << 24) -> tuple[int, bool, list[tuple[int, int]]]:
+    """(largest task index, whether task indices never decrease, [(task, index of its first ref)]).
+
+    One pass in chunks, so that resuming a buffer of 250M references needs no full-size temporaries
+    and no sort (np.unique would sort all of them).
+    """
+    largest, monotone, firsts, previous = -1, True, [], None
+    for start in range(0, refs.shape[0], chunk):
+        tasks = refs[start:start + chunk] >> TASK_SHIFT  # [<= chunk]
+        largest = max(largest, int(tasks.max()))
+        if previous is None or tasks[0] != previous:
+            monotone = monotone and bool(previous is None or tasks[0] > previous)
+            firsts.append((int(tasks[0]), start))
+        steps = np.diff(tasks)  # [<= chunk - 1]
+        monotone = monotone and bool((steps >= 0).all())
+        firsts += [(int(tasks[i + 1]), start + int(i) + 1) for i in np.flatnonzero(steps)]
+        previous = tasks[-1]
+    return largest, monotone, firsts
+
+
 class ReplayBuffer:
     """Replay buffer of block references (and optionally token copies); see the module docstring."""
 
@@ -431,20 +451,16 @@ class ReplayBuffer:
                 raise ValueError(f"buffer.{key}={getattr(self.cfg, key)!r} but the checkpoint was written with "
                                  f"{state[key]!r}; resume with the same buffer settings")
         self._cancel_pending()
-        refs = _decode(state["refs"])
-        self._n = refs.shape[0]
-        self._refs = _grow(np.zeros(0, dtype=np.int64), self._n)
-        self._refs[: self._n] = refs
+        # _decode returns a fresh array: hold it as is (no second copy; `add` grows it when needed).
+        self._refs = _decode(state["refs"])
+        self._n = self._refs.shape[0]
         self._n_seen = int(state["n_seen"])
         self._block_len = state["block_len"]
         self._dtype = None if state["dtype"] is None else np.dtype(state["dtype"])
-        tasks = refs >> TASK_SHIFT  # [n]
-        self._max_task = int(tasks.max()) if self._n else -1
-        self._monotone = self.cfg.policy == "all" and bool(np.all(np.diff(tasks) >= 0))
-        self._task_first = []
-        if self._monotone:
-            uniq, first = np.unique(tasks, return_index=True)
-            self._task_first = [(int(t), int(f)) for t, f in zip(uniq, first)]
+        self._max_task, monotone, self._task_first = _task_layout(self._refs[: self._n])
+        self._monotone = self.cfg.policy == "all" and monotone
+        if not self._monotone:
+            self._task_first = []
         self._rng_admit.bit_generator.state = state["rng_admit"]
         self._rng_sample.bit_generator.state = state["rng_sample"]
         if self.cfg.storage == "copy":

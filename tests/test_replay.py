@@ -309,3 +309,14 @@ def test_load_rejects_other_settings():
     b = ReplayBuffer(BufferConfig(policy="reservoir", capacity=6), MemReader(), seed=0)
     with pytest.raises(ValueError, match="buffer.capacity=6"):
         b.load_state_dict(a.state_dict())
+
+
+def test_task_layout_in_chunks_matches_a_whole_array_scan():
+    from mer.replay import _task_layout, pack_refs
+
+    refs = np.concatenate([pack_refs(0, np.arange(10)), pack_refs(2, np.arange(5)), pack_refs(3, np.arange(3))])
+    for chunk in (1, 2, 4, 10, 1 << 24):
+        assert _task_layout(refs, chunk) == (3, True, [(0, 0), (2, 10), (3, 15)])
+    back = np.concatenate([pack_refs(1, np.arange(3)), pack_refs(0, np.arange(3))])
+    assert _task_layout(back, 2)[:2] == (1, False)
+    assert _task_layout(np.zeros(0, dtype=np.int64)) == (-1, True, [])
