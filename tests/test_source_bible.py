@@ -63,3 +63,11 @@ def test_missing_package_names_the_install_command():
 
     with pytest.raises(DataError, match="needs the Python package 'no-such-bible-package'.*pip install"):
         _package_version("no-such-bible-package")
+
+
+@pytest.mark.parametrize("language", ["es", "it", "ru", "ro", "fa", "tl", "vi"])
+def test_the_other_offered_languages_hold_whole_bibles(language):
+    corpus = build_bible_corpus(language, language)
+    train = list(corpus.train_documents())
+    assert len(train) == 1172 and sum(map(len, train)) > 1_000_000
+    assert len(list(corpus.val_documents())) == 17
