@@ -43,12 +43,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import json
 import math
 import mmap
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -60,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import format_machine, machine_info
 from mer.data.stream import TaskStream
 from mer.flops import estimate_flops
 from mer.model import PRESETS, estimate_parameters
@@ -68,33 +67,6 @@ from mer.replay import BufferConfig, ReplayBuffer
 MB, GB = 1e6, 1e9
 VOCAB = 50304
 H100_BF16_PEAK = 989e12
-
-
-# ------------------------------------------------------------------------------------------ machine
-def machine_info() -> dict:
-    """CPU model, cores, RAM, versions and the load average now."""
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                      if line.startswith("Model name")), model)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    mem_total = next((int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": model, "cpu_count": os.cpu_count(), "cores_usable": affinity, "ram_gb": round(mem_total / GB, 1),
-        "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def format_machine(info: dict) -> str:
-    return (f"machine: {info['cpu']}, {info['cpu_count']} logical CPUs ({info['cores_usable']} usable), "
-            f"{info['ram_gb']} GB RAM, torch {info['torch']}, numpy {info['numpy']}, python {info['python']}\n"
-            f"date: {info['date']}; load average (1/5/15 min) at start {info['loadavg_start']}, "
-            f"at end {info.get('loadavg_end')}; shard: {info.get('shard')}")
 
 
 def log(msg: str) -> None:
@@ -636,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shown = " ".join(sys.argv[1:] if argv is None else argv)
     print(f"## Replay buffer at scale (python benchmarks/bench_buffer_scale.py {shown})\n".replace(" )", ")"))
-    print(format_machine(info) + "\n")
+    print(format_machine(info, f"; shard: {info.get('shard')}") + "\n")
     print(f"GPU demand: 560m preset at vocab {VOCAB}: {demand['params'] / 1e6:.1f}M parameters "
           f"({demand['params_nonemb'] / 1e6:.1f}M non-embedding), {demand['train_flops_per_token'] / 1e9:.3f} GFLOP "
           f"per trained token (`estimate_flops`, seq_len {args.seq_len}); one H100 at {args.mfu:.0%} MFU of "

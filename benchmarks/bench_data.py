@@ -25,13 +25,10 @@ threads and the load average (start and end) are printed, since the cores may be
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import format_machine, machine_info
 from mer.data.config import DataConfig, TokenizerConfig
 from mer.data.pipeline import build_corpus, prepare_data
 from mer.data.shards import _batches, token_dtype, write_split
@@ -46,35 +44,6 @@ from mer.data.stream import TaskStream
 from mer.data.tokenizer import train_bpe
 
 MB = 1e6
-
-
-# ------------------------------------------------------------------------------------------ machine
-def machine_info() -> dict:
-    """CPU model, cores, torch threads, versions and the load average now."""
-    import torch
-
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                      if line.startswith("Model name")), model)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": model, "cpu_count": os.cpu_count(), "cores_usable": affinity,
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM"),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def format_machine(info: dict) -> str:
-    return (f"machine: {info['cpu']}, {info['cpu_count']} logical CPUs ({info['cores_usable']} usable), "
-            f"torch {info['torch']} with {info['torch_threads']} threads, numpy {info['numpy']}, "
-            f"python {info['python']}\ndate: {info['date']}; load average (1/5/15 min) at start "
-            f"{info['loadavg_start']}, at end {info.get('loadavg_end')}")
 
 
 def median_spread(values: list[float], fmt: str = "{:.1f}") -> str:

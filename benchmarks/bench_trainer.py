@@ -32,13 +32,10 @@ wait     the share of step time the trainer spends getting its batch (`trainer.d
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from machine import format_machine, machine_info
 from mer.config import EvalConfig, RunConfig
 from mer.data.config import DataConfig
 from mer.data.pipeline import prepare_data
@@ -60,33 +58,7 @@ from mer.schedule import OptimConfig, build_optimizer
 from mer.trainer import Trainer
 
 DEFAULT_ROUNDS = {"cpu-0.5m": 30, "cpu-2m": 20, "cpu-8m": 6}  # rounds of the step/wait parts (~15-40 s each)
-DEFAULT_BUDGET_TOKENS = DataConfig().budget_tokens  # 200,000 new tokens per task
-
-
-# ------------------------------------------------------------------------------------------ machine
-def machine_info() -> dict:
-    """CPU model, cores, torch threads, versions and the load average now."""
-    model = platform.processor() or "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                      if line.startswith("Model name")), model)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": model, "cpu_count": os.cpu_count(), "cores_usable": affinity,
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def format_machine(info: dict) -> str:
-    return (f"machine: {info['cpu']}, {info['cpu_count']} logical CPUs ({info['cores_usable']} usable), "
-            f"torch {info['torch']} with {info['torch_threads']} threads, numpy {info['numpy']}, "
-            f"python {info['python']}\ndate: {info['date']}; load average (1/5/15 min) at start "
-            f"{info['loadavg_start']}, at end {info.get('loadavg_end')}")
+DEFAULT_BUDGET_TOKENS = DataConfig().budget_tokens  # the default new tokens per task
 
 
 def med(values: list[float]) -> float:
