@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,6 @@ class Position:
     task_index: int = 0
     task_step: int = 0
     wall_time: float = 0.0
-    evals_done: list[int] = field(default_factory=list)
 
     def state_dict(self) -> dict:
         return {"step": self.step, "task_index": self.task_index, "task_step": self.task_step,
@@ -256,7 +255,10 @@ class Trainer:
         # This rank's rows [lo, hi) of the plan [new | replay]: it reads only the new blocks it trains on.
         rows = cfg.optim.batch_size // dist.world_size
         lo, hi, n_fresh = dist.rank * rows, (dist.rank + 1) * rows, len(new_ids)
-        parts = [task.stream.read(new_ids[lo:hi]), replay_tokens[max(lo - n_fresh, 0):max(hi - n_fresh, 0)]]
+        # Copied storage needs every new block's tokens anyway: read them once and slice this rank's rows.
+        all_new = task.stream.read(new_ids) if cfg.buffer.storage == "copy" else None  # [n_fresh, T+1]
+        mine = all_new[lo:hi] if all_new is not None else task.stream.read(new_ids[lo:hi])
+        parts = [mine, replay_tokens[max(lo - n_fresh, 0):max(hi - n_fresh, 0)]]
         blocks = np.concatenate([p for p in parts if len(p)])  # [B/W, T+1]
         batch = torch.from_numpy(blocks.astype(np.int64))  # [B/W, T+1]
         if self.device.type == "cuda":  # page-locked host memory lets the copy overlap with compute
@@ -266,7 +268,7 @@ class Trainer:
         # prefetched) before the forward pass so that the background read overlaps with compute. With
         # alpha=0 nothing is ever replayed, so nothing is stored (at paper scale that is GBs per rank).
         if cfg.n_replay_per_step:
-            self.buffer.add(index, new_ids, task.stream.read(new_ids) if cfg.buffer.storage == "copy" else None)
+            self.buffer.add(index, new_ids, all_new)
             if cfg.buffer.prefetch:
                 self.buffer.prefetch(cfg.n_replay_per_step, index)
         self.data_wait_s += time.perf_counter() - step_started

@@ -151,3 +151,13 @@ def test_resuming_with_shards_from_another_tokenizer_is_refused(small_bible, tmp
     summary_path.write_text(json.dumps(summary))
     with pytest.raises(DataError, match="trained with tokenizer 0123456789abcdef .* the shards changed"):
         _train(cfg)
+
+
+def test_copied_and_referenced_replay_train_identically(small_bible, tmp_path):
+    from mer.replay import BufferConfig
+
+    referenced = _train(tiny_run_config(small_bible[0], tmp_path / "ref", alpha=0.5, buffer=BufferConfig()))
+    copied = _train(tiny_run_config(small_bible[0], tmp_path / "copy", alpha=0.5,
+                                    buffer=BufferConfig(storage="copy")))
+    assert copied["loss_matrix"] == referenced["loss_matrix"]
+    assert (tmp_path / "copy" / "run" / "buffer").is_dir()

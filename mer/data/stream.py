@@ -176,8 +176,8 @@ class TaskSequence:
             raise ValueError("new_blocks_per_step must be >= 1")
         if new_blocks_per_step % world_size:
             raise ValueError(f"{new_blocks_per_step} new blocks per step do not split over {world_size} ranks")
-        vocab_sizes = {s.manifest["tokenizer_hash"] for s in shards}
-        if len(vocab_sizes) != 1:
+        tokenizer_hashes = {s.manifest["tokenizer_hash"] for s in shards}
+        if len(tokenizer_hashes) != 1:
             raise DataError("the tasks' shards were made with different tokenizers; prepare them together")
         self.tasks: list[Task] = []
         for index, (info, budget) in enumerate(zip(shards, budget_tokens, strict=True)):
