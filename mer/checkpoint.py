@@ -2,7 +2,8 @@
 complete one.
 
 Written to `checkpoint.tmp/` and renamed over `checkpoint/` (the old one moves to `checkpoint.old/`
-first, and is deleted only once the new one is in place). Loaded with `torch.load(weights_only=True)`:
+first, and is deleted only once the new one is in place). An FSDP checkpoint adds the ranks' shards
+in `sharded/` beside `state.pt` (`mer.sharding`), written into the same temporary directory. Loaded with `torch.load(weights_only=True)`:
 no arbitrary pickles.
 """
 
@@ -18,16 +19,25 @@ import torch
 STATE_FILE = "state.pt"
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
-    final = run_dir / "checkpoint"
+def begin_checkpoint(run_dir: Path) -> Path:
+    """An empty `checkpoint.tmp/` to write the next checkpoint into (a leftover of a killed save is dropped)."""
     tmp = run_dir / "checkpoint.tmp"
-    old = run_dir / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    with open(tmp / STATE_FILE, "wb") as handle:
+    return tmp
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    """`state.pt` in `directory`, on disk (fsync) before the rename that publishes it."""
+    with open(directory / STATE_FILE, "wb") as handle:
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def commit_checkpoint(run_dir: Path) -> Path:
+    """Publish `checkpoint.tmp/` as `checkpoint/`; at every moment one complete checkpoint exists."""
+    final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.rename(final, old)

@@ -13,6 +13,7 @@ from mer.data.config import DataConfig
 from mer.model import PRESETS, ModelConfig
 from mer.replay import BufferConfig
 from mer.schedule import OptimConfig
+from mer.sharding import PARALLEL_CHOICES
 
 T = TypeVar("T")
 
@@ -78,6 +79,12 @@ class RunConfig:
     """torch.compile the model for training (evaluation runs the plain module)."""
     activation_checkpointing: bool = False
     """Recompute each block's activations in the backward pass (less memory, about 1/3 more compute)."""
+    parallel: str = "ddp"
+    """How the processes of a torchrun / multi-task Slurm job share the model: ddp (each holds all of it) or
+    fsdp (parameters, gradients, optimizer state and Reptile anchor sharded over the GPUs: for 1B+ models).
+    Ignored with one process."""
+    fsdp_on_cpu: bool = False
+    """Allow parallel=fsdp on CPU (gloo), which saves no memory there: for checking the sharded path in CI."""
     peak_flops: float | None = None
     """Peak FLOP/s of ONE device for the MFU figure; null takes it from mer.mfu's GPU table (or a measured
     matmul rate on CPU)."""
@@ -109,7 +116,9 @@ class RunConfig:
             raise ValueError(f"threads={self.threads} must be >= 1 or null")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: choose fp32 or bf16")
-        for name in ("compile", "activation_checkpointing"):
+        if self.parallel not in PARALLEL_CHOICES:
+            raise ValueError(f"parallel={self.parallel!r}: choose one of {list(PARALLEL_CHOICES)}")
+        for name in ("compile", "activation_checkpointing", "fsdp_on_cpu"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.peak_flops is not None and not self.peak_flops > 0:

@@ -8,6 +8,9 @@ The interpolation acts in place on the parameters the optimizer updates (the fp3
 weights), not on a low-precision copy that the next optimizer step would overwrite, and the anchor
 is part of `state_dict()` so a resumed run keeps it. The optimizer state (Adam moments) is left
 alone, as in the paper.
+
+Under FSDP (`mer.sharding`) the parameters are DTensors and Reptile works on each rank's local shard:
+the anchor is a shard too, and the interpolation, being elementwise, needs no communication.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
+
+from mer.sharding import local_tensor
 
 
 @dataclass
@@ -64,7 +69,7 @@ class Reptile:
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
                 self.params.append(p)
-        self.anchor: list[torch.Tensor] = []
+        self.anchor: list[torch.Tensor] = []  # this rank's shard of each parameter under FSDP
         self.anchor_step: int | None = None  # optimizer step at which the anchor was last set
         self.n_steps = 0  # interpolations done
 
@@ -72,15 +77,23 @@ class Reptile:
     def active(self) -> bool:
         return self.cfg.active
 
+    def _weights(self) -> list[torch.Tensor]:
+        # Looked up at every use rather than kept: a load_state_dict may give a DTensor a new local tensor.
+        return [local_tensor(p) for p in self.params]
+
+    def allocate_anchor(self) -> list[torch.Tensor]:
+        """The anchor tensors (uninitialised if new), e.g. for a sharded checkpoint to load into."""
+        if not self.anchor:
+            self.anchor = [torch.empty_like(w, device=self.cfg.anchor_device) for w in self._weights()]
+        return self.anchor
+
     @torch.no_grad()
     def reset_anchor(self, step: int) -> None:
         """Set the anchor to the current weights (start of training, start of a task)."""
         if not self.active:
             return
-        if not self.anchor:
-            self.anchor = [torch.empty_like(p, device=self.cfg.anchor_device) for p in self.params]
-        for a, p in zip(self.anchor, self.params):
-            a.copy_(p)
+        for a, w in zip(self.allocate_anchor(), self._weights()):
+            a.copy_(w)
         self.anchor_step = step
 
     @torch.no_grad()
@@ -94,17 +107,19 @@ class Reptile:
         if step - self.anchor_step < self.cfg.k:
             return False
         eps = self.cfg.eps
-        for a, p in zip(self.anchor, self.params):
-            a_dev = a.to(p.device, non_blocking=False)  # [same shape as p]
+        for a, w in zip(self.anchor, self._weights()):
+            a_dev = a.to(w.device, non_blocking=False)  # [same shape as w]
             # theta <- anchor + eps * (theta - anchor), written as (theta - anchor) * eps + anchor
-            p.sub_(a_dev).mul_(eps).add_(a_dev)
-            a.copy_(p)  # the new anchor is the interpolated weights
+            w.sub_(a_dev).mul_(eps).add_(a_dev)
+            a.copy_(w)  # the new anchor is the interpolated weights
         self.anchor_step = step
         self.n_steps += 1
         return True
 
     def state_dict(self) -> dict:
-        """Anchor tensors (the live ones, not copies: a 6B anchor is 24 GB), anchor step, step count."""
+        """Anchor tensors (the live ones, not copies: a 6B anchor is 24 GB), anchor step, step count.
+
+        A sharded checkpoint stores the anchor apart and passes `anchor=None` back to `load_state_dict`."""
         return {
             "anchor": list(self.anchor),
             "anchor_step": self.anchor_step,
@@ -115,6 +130,10 @@ class Reptile:
     def load_state_dict(self, state: dict) -> None:
         self.n_steps = int(state["n_steps"])
         saved = state["anchor"]
+        if saved is None and self.active:  # restored apart (sharded checkpoint) into `allocate_anchor()`
+            self.allocate_anchor()
+            self.anchor_step = int(state["anchor_step"])
+            return
         if not self.active or not saved:
             # Reptile off now, or it was off when saved: there is no anchor to restore
             # (an active Reptile then sets one at its next maybe_step).
@@ -125,9 +144,7 @@ class Reptile:
                 f"Reptile checkpoint has {len(saved)} anchor tensors but the model has {len(self.params)} "
                 f"trainable tensors; resume with the same model"
             )
-        if not self.anchor:
-            self.anchor = [torch.empty_like(p, device=self.cfg.anchor_device) for p in self.params]
-        for i, (a, s) in enumerate(zip(self.anchor, saved)):
+        for i, (a, s) in enumerate(zip(self.allocate_anchor(), saved)):
             if a.shape != s.shape:
                 raise ValueError(f"Reptile anchor tensor {i} has shape {tuple(s.shape)}, the model's has "
                                  f"{tuple(a.shape)}; resume with the same model")

@@ -18,7 +18,7 @@ from typing import Any
 NON_SEMANTIC_KEYS = (
     "runs_dir", "run_name", "device", "threads", "log_every", "checkpoint_every", "data.data_dir",
     "reptile_anchor_device", "buffer.prefetch", "sweep",
-    "compile", "activation_checkpointing", "peak_flops",
+    "compile", "activation_checkpointing", "peak_flops", "parallel", "fsdp_on_cpu",
 )
 
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
 from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
+from mer.sharding import check_parallel
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +123,11 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
             f"{run_dir} holds a checkpoint written by {saved_world} processes, this job has {dist.world_size}; "
             f"resume with the same number of processes (torchrun --nproc_per_node / srun --ntasks {saved_world})"
         )
+    sharded = check_parallel(cfg.parallel, dist.device, dist.world_size, cfg.fsdp_on_cpu)
+    if (previous or {}).get("sharded", sharded) != sharded and find_checkpoint(run_dir) is not None:
+        was, now = ("fsdp", "ddp") if previous["sharded"] else ("ddp", "fsdp")
+        raise RunConfigMismatch(f"{run_dir} holds a checkpoint written with parallel={was}, this job uses "
+                                f"parallel={now}; resume with parallel={was}")
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
     prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
@@ -150,6 +153,7 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         "n_params": trainer.n_params, "n_params_nonembedding": trainer.n_params_nonembedding,
         "tokenizer_hash": prepared.tokenizer_hash, "metrics": None, "loss_matrix": None, "totals": None,
         "wall_time_s": 0.0, "versions": versions(), "world_size": dist.world_size,
+        "sharded": sharded,
     }
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "

@@ -13,6 +13,10 @@ so all buffers hold the same blocks and draw the same rows. Rank r then reads an
 step one process of B rows takes (up to float summation order), whatever alpha is. Weights, optimizer
 state and Reptile anchors stay identical on all ranks; rank 0 alone writes the run directory, and its
 checkpoint restores every rank.
+
+With `parallel=fsdp` (`mer.sharding`) the same plan and rows apply, but the model, optimizer state and
+Reptile anchor are sharded over the ranks instead of replicated, and every rank writes its shards
+into the checkpoint.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mer.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from mer.checkpoint import begin_checkpoint, commit_checkpoint, find_checkpoint, load_checkpoint, write_state
 from mer.config import RunConfig
 from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
@@ -44,6 +48,7 @@ from mer.replay import ReplayBuffer
 from mer.reptile import Reptile, ReptileConfig
 from mer.run_dir import MetricsLog
 from mer.schedule import build_optimizer, lr_at
+from mer.sharding import SHARDED_DIR, check_parallel, load_sharded, save_sharded, shard_model
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +128,17 @@ class Trainer:
                 enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.n_params, self.n_params_nonembedding = count_parameters(self.model)
+        self.n_params, self.n_params_nonembedding = count_parameters(self.model)  # before sharding: whole tensors
+        self.sharded = check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu)
+        if self.sharded:  # before the optimizer and Reptile, which then hold the shards
+            shard_model(self.model, self.device, dist.world_size, cfg.precision)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.reptile = Reptile(ReptileConfig(k=cfg.k, eps=cfg.eps, anchor_device=cfg.reptile_anchor_device),
                                self.model.parameters())
         # The forward/backward of training may go through torch.compile and DDP; both share self.model's tensors.
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
         self.ddp = None
-        if dist.enabled:
+        if dist.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             # Buffers (RoPE frequencies) are constants: no need to broadcast them every forward
@@ -161,23 +169,38 @@ class Trainer:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
+        """Everything a resume needs; under FSDP without the sharded parts (model, optimizer, anchor), which
+        every rank writes apart (`save`)."""
+        reptile = self.reptile.state_dict()
+        if self.sharded:
+            reptile["anchor"] = None if self.reptile.anchor else []
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "reptile": self.reptile.state_dict(), "buffer": self.buffer.state_dict(),
+            **({} if self.sharded else {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}),
+            "reptile": reptile, "buffer": self.buffer.state_dict(), "sharded": self.sharded,
             "data": self.sequence.state_dict(), "flops": self.flops.state_dict(),
             "position": self.position.state_dict(), "rng": _rng_state(),
             "metrics_bytes": self.metrics.size() if self.metrics is not None else 0,
             "world_size": self.dist.world_size,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, directory: Path | None = None) -> None:
+        """Restore `state` (from `state_dict`); under FSDP also the shards saved in `directory`."""
         saved_world = int(state.get("world_size", 1))
         if saved_world != self.dist.world_size:
             raise ValueError(f"the checkpoint was written by {saved_world} processes, this job has "
                              f"{self.dist.world_size}; resume with the same number of processes")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if bool(state.get("sharded", False)) != self.sharded:
+            was, now = ("fsdp", "ddp") if state.get("sharded") else ("ddp", "fsdp")
+            raise ValueError(f"the checkpoint was written with parallel={was} and this job uses parallel={now}: "
+                             f"resume with parallel={was}")
         self.reptile.load_state_dict(state["reptile"])
+        if self.sharded:
+            assert directory is not None, "a sharded checkpoint needs its directory"
+            anchor = self.reptile.anchor  # allocated by load_state_dict when the checkpoint has one
+            load_sharded(directory / SHARDED_DIR, self.model, self.optimizer, anchor, self.dist.rank)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self.sequence.load_state_dict(state["data"])
         self.flops.load_state_dict(state["flops"])
@@ -187,11 +210,21 @@ class Trainer:
             self.metrics.truncate(int(state["metrics_bytes"]))
 
     def save(self) -> None:
-        """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it."""
+        """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it.
+
+        Under FSDP every rank first writes its shards into rank 0's temporary directory; rank 0 publishes
+        it only after all of them (and its own state.pt) are on disk."""
         started = time.perf_counter()
-        if self.dist.is_main:
-            save_checkpoint(self.run_dir, self.state_dict())
-        self.dist.barrier()
+        dist = self.dist
+        tmp = begin_checkpoint(self.run_dir) if dist.is_main else self.run_dir / "checkpoint.tmp"
+        if self.sharded:
+            dist.barrier()  # the temporary directory exists (and is empty) before anyone writes into it
+            save_sharded(tmp / SHARDED_DIR, self.model, self.optimizer, self.reptile.anchor, dist.rank)
+            dist.barrier()  # every rank's shards are written
+        if dist.is_main:
+            write_state(tmp, self.state_dict())
+            commit_checkpoint(self.run_dir)
+        dist.barrier()
         self.overhead_s += time.perf_counter() - started
 
     # ---------------------------------------------------------------- loop
@@ -199,7 +232,7 @@ class Trainer:
         """Train over all tasks from wherever the checkpoint left off."""
         checkpoint = find_checkpoint(self.run_dir)
         if checkpoint is not None:  # every rank reads rank 0's checkpoint: it describes them all
-            self.load_state_dict(load_checkpoint(checkpoint))
+            self.load_state_dict(load_checkpoint(checkpoint), checkpoint.parent)
             log.info("resumed from %s at step %d", checkpoint.parent.name, self.position.step)
         else:
             self.reptile.reset_anchor(0)
@@ -279,8 +312,10 @@ class Trainer:
         micro_batches = batch.chunk(cfg.optim.grad_accum)  # [b, T+1] each
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, micro in enumerate(micro_batches):
-            # DDP all-reduces (averages) the gradients during the last micro-batch's backward only.
+            # DDP all-reduces (FSDP reduce-scatters) the gradients during the last micro-batch's backward only.
             last = i == len(micro_batches) - 1
+            if self.sharded:
+                self.model.set_requires_gradient_sync(last)
             with nullcontext() if self.ddp is None or last else self.ddp.no_sync():
                 with self._autocast():
                     logits = self.train_model(input_ids=micro[:, :-1]).logits  # [b, T, V]
@@ -308,21 +343,27 @@ class Trainer:
     def evaluate(self, boundary: bool) -> dict[str, float]:
         """Mean token loss on the fixed held-out blocks of every task; appended to metrics.jsonl.
 
-        Rank r evaluates batches r, r+W, r+2W... of every task; the sums are added over ranks."""
+        Rank r evaluates batches r, r+W, r+2W... of every task; the sums are added over ranks. Under FSDP a
+        forward is collective, so a rank past the last batch runs one more on its first batch, uncounted."""
         started = time.perf_counter()
         self.model.eval()
         dist, size = self.dist, self.cfg.eval.batch_size
         sums = []  # per task: [loss summed over tokens, tokens]
         for task in self.sequence.tasks:
             total, count = 0.0, 0
-            for start in range(dist.rank * size, len(task.eval_tokens), dist.world_size * size):
+            n_batches = -(-len(task.eval_tokens) // size)
+            rounds = -(-n_batches // dist.world_size) if self.sharded else None
+            starts = list(range(dist.rank * size, len(task.eval_tokens), dist.world_size * size))
+            padding = [0] * (rounds - len(starts)) if rounds is not None else []
+            for start, counted in [(s, True) for s in starts] + [(s, False) for s in padding]:
                 blocks = task.eval_tokens[start:start + size]
                 batch = torch.from_numpy(blocks.astype(np.int64)).to(self.device)  # [b, T+1]
                 with self._autocast():
                     logits = self.model(input_ids=batch[:, :-1]).logits  # [b, T, V]
                     loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum")
-                total += loss.item()
-                count += batch[:, 1:].numel()
+                if counted:
+                    total += loss.item()
+                    count += batch[:, 1:].numel()
             sums.append([total, count])
         sums = dist.sum(torch.tensor(sums, dtype=torch.float64, device=self.device)).tolist()  # [n_tasks, 2]
         losses = {}

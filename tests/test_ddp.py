@@ -1,4 +1,5 @@
-"""Data parallelism on CPU (gloo, 2 processes through torchrun) and the device checks of the fast path.
+"""Data parallelism on CPU (gloo, 2 processes through torchrun): DDP and FSDP (`fsdp_on_cpu=true`),
+and the device checks of the fast path.
 
 The multi-process tests launch this very file under torchrun (`python -m torch.distributed.run
 --standalone --nproc_per_node 2 tests/test_ddp.py SPEC`): its `__main__` block builds the tiny run
@@ -23,6 +24,7 @@ HERE = Path(__file__).resolve()
 # Small but not trivial: alpha=0.25 puts rank 1's rows across the new/replay boundary (rows 4-5 new,
 # 6-7 replayed), grad_accum=2 exercises DDP's no_sync, Reptile every 3 steps, an eval every 2 steps.
 SPEC = {"alpha": 0.25, "k": 3, "eps": 0.5, "batch_size": 8, "grad_accum": 2, "budget_tokens": 512, "eval_every": 2}
+FSDP = {"parallel": "fsdp", "fsdp_on_cpu": True}
 TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")
 
 
@@ -64,36 +66,70 @@ def _torchrun(data_dir: Path, runs_dir: Path, nproc: int = 2, stop_after: int | 
 
 @pytest.fixture(scope="module")
 def two_process_run(small_bible, tmp_path_factory):
-    """An uninterrupted 2-process run of SPEC: (run directory, summary)."""
+    """An uninterrupted 2-process DDP run of SPEC: (run directory, summary)."""
     runs = tmp_path_factory.mktemp("ddp2")
     result = _torchrun(Path(small_bible[0].data_dir), runs)
     assert result.returncode == 0, result.stderr[-4000:]
     return runs / "run", json.loads((runs / "run" / "summary.json").read_text())
 
 
-# ---------------------------------------------------------------------------------- multi-process
+@pytest.fixture(scope="module")
+def two_process_fsdp_run(small_bible, tmp_path_factory):
+    """An uninterrupted 2-process FSDP run of SPEC: (run directory, summary)."""
+    runs = tmp_path_factory.mktemp("fsdp2")
+    result = _torchrun(Path(small_bible[0].data_dir), runs, **FSDP)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return runs / "run", json.loads((runs / "run" / "summary.json").read_text())
 
 
-@pytest.mark.slow
-def test_two_processes_of_half_the_batch_follow_one_process(small_bible, tmp_path, two_process_run):
+@pytest.fixture(scope="module")
+def one_process_run(small_bible, tmp_path_factory):
+    """The same run of SPEC in this process: (run directory, summary)."""
     from mer.runner import run_training
 
-    cfg = _config(small_bible[0].data_dir, tmp_path, **SPEC)
-    one = run_training(cfg, "run", _resolved(cfg))
-    run_dir, two = two_process_run
-    assert two["status"] == "completed" and two["world_size"] == 2 and one["world_size"] == 1
+    runs = tmp_path_factory.mktemp("one")
+    cfg = _config(small_bible[0].data_dir, runs, **SPEC)
+    return runs / "run", run_training(cfg, "run", _resolved(cfg))
+
+
+def _assert_same_training(one: tuple[Path, dict], two: tuple[Path, dict]) -> None:
+    """Two runs of SPEC trained the same rows to the same losses (up to float summation order)."""
+    (one_dir, one_summary), (two_dir, two_summary) = one, two
+    assert two_summary["status"] == "completed" and two_summary["world_size"] == 2 and one_summary["world_size"] == 1
     # Same rows trained, the same FLOPs counted: the global batch is the same.
-    assert two["totals"] == one["totals"]
-    evals_one, evals_two = _records(tmp_path / "run", "eval"), _records(run_dir, "eval")
+    assert two_summary["totals"] == one_summary["totals"]
+    evals_one, evals_two = _records(one_dir, "eval"), _records(two_dir, "eval")
     assert len(evals_one) == len(evals_two) > 10
     for a, b in zip(evals_one, evals_two):
         assert a["step"] == b["step"] and a["boundary"] == b["boundary"]
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
-    train_one, train_two = _records(tmp_path / "run", "train"), _records(run_dir, "train")
+    train_one, train_two = _records(one_dir, "train"), _records(two_dir, "train")
     assert [r["loss"] for r in train_two] == pytest.approx([r["loss"] for r in train_one], rel=1e-4)
-    assert _flat(two["loss_matrix"]) == pytest.approx(_flat(one["loss_matrix"]), rel=1e-4)
-    # Only rank 0 wrote: one metrics file, one checkpoint, no files of rank 1.
-    assert not any("rank1" in p.name for p in run_dir.rglob("*"))
+    assert _flat(two_summary["loss_matrix"]) == pytest.approx(_flat(one_summary["loss_matrix"]), rel=1e-4)
+    # Only rank 0 wrote the run's files: one metrics file, one state.pt, no files of rank 1.
+    assert not any("rank1" in p.name for p in two_dir.rglob("*"))
+
+
+# ---------------------------------------------------------------------------------- multi-process
+
+
+@pytest.mark.slow
+def test_two_processes_of_half_the_batch_follow_one_process(one_process_run, two_process_run):
+    _assert_same_training(one_process_run, two_process_run)
+    assert not (two_process_run[0] / "checkpoint" / "sharded").exists()
+
+
+@pytest.mark.slow
+def test_two_fsdp_processes_follow_one_process(one_process_run, two_process_fsdp_run):
+    import torch
+
+    _assert_same_training(one_process_run, two_process_fsdp_run)
+    checkpoint = two_process_fsdp_run[0] / "checkpoint"
+    # Each rank wrote its own shard file; state.pt holds no weights, optimizer state or anchor.
+    assert sorted(p.name for p in (checkpoint / "sharded").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    assert state["sharded"] and "model" not in state and "optimizer" not in state
+    assert state["reptile"]["anchor"] is None and state["reptile"]["n_steps"] > 0
 
 
 @pytest.mark.slow
@@ -106,7 +142,8 @@ def test_interrupted_two_process_run_resumes_to_the_same_losses(small_bible, tmp
     # Only rank 1 "receives" the signal after its 7th step: the ranks must agree to stop after the same step.
     stopped = _torchrun(data_dir, tmp_path, stop_after=7)
     assert stopped.returncode != 0
-    assert "stopped by signal on another rank at step 7" in stopped.stderr + stopped.stdout
+    output = stopped.stderr + stopped.stdout
+    assert "stopped by signal on another rank at step 7" in output, output[-4000:]
     run_dir = tmp_path / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "running" and "signal" in summary["error"]
@@ -124,6 +161,35 @@ def test_interrupted_two_process_run_resumes_to_the_same_losses(small_bible, tmp
     reference_dir, reference = two_process_run
     assert _records(run_dir) == _records(reference_dir)  # bit-identical to the uninterrupted run
     assert json.loads((run_dir / "summary.json").read_text())["loss_matrix"] == reference["loss_matrix"]
+
+
+@pytest.mark.slow
+def test_interrupted_fsdp_run_resumes_to_the_same_losses(small_bible, tmp_path, two_process_fsdp_run):
+    """Sharded checkpoint of 2 ranks (weights, Adam moments and Reptile anchor split in halves), resumed."""
+    data_dir = Path(small_bible[0].data_dir)
+    stopped = _torchrun(data_dir, tmp_path, stop_after=7, **FSDP)
+    assert stopped.returncode != 0
+    output = stopped.stderr + stopped.stdout
+    assert "stopped by signal on another rank at step 7" in output, output[-4000:]
+    # The same run directory under DDP is refused before any work: the checkpoint holds shards.
+    refused = _torchrun(data_dir, tmp_path)
+    assert refused.returncode != 0
+    assert "written with parallel=fsdp, this job uses parallel=ddp; resume with parallel=fsdp" in refused.stderr
+    resumed = _torchrun(data_dir, tmp_path, **FSDP)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    run_dir, (reference_dir, reference) = tmp_path / "run", two_process_fsdp_run
+    # Bit-identical to the uninterrupted run (a restart from step 0 would have logged steps 1-7 twice).
+    assert _records(run_dir) == _records(reference_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["loss_matrix"] == reference["loss_matrix"]
+
+
+@pytest.mark.slow
+def test_fsdp_on_cpu_is_refused_unless_asked_for(small_bible, tmp_path):
+    result = _torchrun(Path(small_bible[0].data_dir), tmp_path, parallel="fsdp")
+    assert result.returncode != 0
+    assert "parallel=fsdp shards the model over GPUs, but this job runs on the CPU" in result.stderr
+    assert "fsdp_on_cpu=true" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -191,6 +257,22 @@ def test_batch_split_rule():
         check_world_size(RunConfig(optim=OptimConfig(batch_size=6)), 4)
     with pytest.raises(ValueError, match="grad_accum=4 does not divide the 2 sequences each of the 4 processes"):
         check_world_size(RunConfig(optim=OptimConfig(batch_size=8, grad_accum=4)), 4)
+
+
+def test_parallel_choice():
+    import torch
+
+    from mer.config import RunConfig
+    from mer.sharding import check_parallel
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert not check_parallel("fsdp", gpu, 1, False)  # one process: nothing to shard over
+    assert check_parallel("fsdp", gpu, 8, False) and not check_parallel("ddp", gpu, 8, False)
+    assert check_parallel("fsdp", cpu, 2, True)
+    with pytest.raises(ValueError, match="runs on the CPU: use parallel=ddp"):
+        check_parallel("fsdp", cpu, 2, False)
+    with pytest.raises(ValueError, match=r"parallel='zero3': choose one of \['ddp', 'fsdp'\]"):
+        RunConfig(parallel="zero3")
 
 
 def test_launcher_variables():
