@@ -130,6 +130,20 @@ def test_two_fsdp_processes_follow_one_process(one_process_run, two_process_fsdp
     state = torch.load(checkpoint / "state.pt", weights_only=True)
     assert state["sharded"] and "model" not in state and "optimizer" not in state
     assert state["reptile"]["anchor"] is None and state["reptile"]["n_steps"] > 0
+    # Every weight and AdamW moment was written as two halves (one per rank), and every anchor tensor as
+    # one rank's half: no rank held a whole tensor of any of them.
+    from torch.distributed.checkpoint import FileSystemReader
+
+    entries = FileSystemReader(checkpoint / "sharded").read_metadata().state_dict_metadata
+    weights = {k: v for k, v in entries.items() if k.startswith("model.")}
+    moments = {k: v for k, v in entries.items() if k.endswith((".exp_avg", ".exp_avg_sq"))}
+    anchors = {k: v for k, v in entries.items() if k.startswith("reptile_anchor.")}
+    assert len(weights) == len(anchors) / 2 == len(moments) / 2 > 30
+    for entry in [*weights.values(), *moments.values()]:
+        assert [c.sizes[0] for c in entry.chunks] == [entry.size[0] // 2] * 2 and len(entry.size) <= 2
+    for i, entry in enumerate(weights.values()):  # the anchor halves of parameter i, rank 0 then rank 1
+        halves = [anchors[f"reptile_anchor.rank{r}.{i}"].size for r in (0, 1)]
+        assert halves[0][0] + halves[1][0] == entry.size[0] and halves[0][1:] == entry.size[1:]
 
 
 @pytest.mark.slow
