@@ -1,5 +1,6 @@
 """Sweeps through a real single-node Slurm (hydra/launcher=slurm): a grid, skipping completed runs, requeue
-after preemption (Slurm's SIGTERM) and after a time-out signal (submitit's USR2), Optuna on Slurm."""
+after preemption (Slurm's SIGTERM) and after a time-out signal (submitit's USR2), jobs of two tasks
+training as two data-parallel ranks (gloo), Optuna on Slurm."""
 
 from __future__ import annotations
 
@@ -47,9 +48,9 @@ def test_a_failing_job_fails_alone(slurm_cluster, tiny, tmp_path):
     assert states == ["completed", "failed"]
 
 
-def _start_long_sweep(sweep_dir: Path, data_dir: Path) -> tuple[subprocess.Popen, Path]:
+def _start_long_sweep(sweep_dir: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, Path]:
     args = ["-m", f"runs_dir={sweep_dir}", "alpha=0.25", "data.allow_repeat=true", "log_every=5",
-            "checkpoint_every=100000", *SLURM, *tiny_overrides(data_dir, budget_tokens=100_000)]
+            "checkpoint_every=100000", *SLURM, *tiny_overrides(data_dir, budget_tokens=100_000), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "mer.run", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -132,6 +133,38 @@ def test_timeout_signal_checkpoints_then_requeues(slurm_cluster, sweep_data_dir,
         subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", job_id], check=True)
         _release(job_id)
         _check_resumed(proc, run_dir, sweep_dir, job_id)
+    finally:
+        _cleanup(proc, sweep_dir)
+
+
+TWO_TASKS = ("hydra.launcher.tasks_per_node=2", "threads=1")
+
+
+def test_a_job_of_two_tasks_trains_as_two_ranks(slurm_cluster, tiny, tmp_path):
+    """tasks_per_node=2: submitit starts two tasks, each becomes a rank (gloo on CPU) and they train one run
+    whose losses follow the same run trained by one process."""
+    run_mer(["-m", f"runs_dir={tmp_path / 'slurm'}", "alpha=0.25", "k=2", "eps=0.5", *SLURM, *TWO_TASKS, *tiny])
+    run_mer([f"runs_dir={tmp_path / 'local'}", "alpha=0.25", "k=2", "eps=0.5", *tiny])
+    (two,), (one,) = run_dirs(tmp_path / "slurm"), run_dirs(tmp_path / "local")
+    assert two.name == one.name  # the number of processes is not part of a run's identity
+    assert summary(two)["status"] == "completed" and summary(two)["world_size"] == 2 and summary(one)["world_size"] == 1
+    flat = [[v for row in summary(r)["loss_matrix"] for v in row] for r in (one, two)]
+    assert flat[1] == pytest.approx(flat[0], rel=1e-4)
+    (job,) = [p for p in (tmp_path / "slurm" / ".submitit").iterdir() if p.is_dir()]
+    logs = "".join(p.read_text() for p in job.glob("*_log.*"))
+    assert "rank 0 of 2" in logs and len(list(job.glob("*_result.pkl"))) == 2, logs[-3000:]
+
+
+def test_timeout_signal_to_a_job_of_two_tasks_checkpoints_then_requeues(slurm_cluster, sweep_data_dir, tmp_path):
+    """USR2 reaches both tasks: the ranks agree on the step, rank 0 checkpoints and requeues, both resume."""
+    sweep_dir = tmp_path / "timeout2"
+    proc, run_dir = _start_long_sweep(sweep_dir, sweep_data_dir, TWO_TASKS)
+    try:
+        job_id = _job_id(sweep_dir)
+        subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", job_id], check=True)
+        _release(job_id)
+        _check_resumed(proc, run_dir, sweep_dir, job_id)
+        assert summary(run_dir)["world_size"] == 2
     finally:
         _cleanup(proc, sweep_dir)
 
