@@ -114,7 +114,8 @@ class PlainLoop:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.T, self.B, self.clip = cfg.model.seq_len, cfg.optim.batch_size, cfg.optim.grad_clip
         self.tokens = [s.tokens("train") for s in shards]
-        # The TaskStream's epoch-0 order of each task: the very blocks the trainer reads, in its order.
+        # A seeded random order of each task's blocks: random reads like the TaskStream's (its order is another
+        # permutation, which changes nothing for speed).
         n_blocks = [(len(t) - 1) // self.T for t in self.tokens]
         self.order = [np.random.default_rng([cfg.seed, i, 0]).permutation(n) for i, n in enumerate(n_blocks)]
         self.position = [0] * len(shards)

@@ -84,7 +84,10 @@ class Reptile:
     def allocate_anchor(self) -> list[torch.Tensor]:
         """The anchor tensors (uninitialised if new), e.g. for a sharded checkpoint to load into."""
         if not self.anchor:
-            self.anchor = [torch.empty_like(w, device=self.cfg.anchor_device) for w in self._weights()]
+            weights = self._weights()
+            # A host anchor for GPU weights is page-locked, so that its copies run at full PCIe speed.
+            pin = torch.device(self.cfg.anchor_device).type == "cpu" and any(w.is_cuda for w in weights)
+            self.anchor = [torch.empty_like(w, device=self.cfg.anchor_device, pin_memory=pin) for w in weights]
         return self.anchor
 
     @torch.no_grad()
@@ -109,8 +112,8 @@ class Reptile:
         eps = self.cfg.eps
         for a, w in zip(self.anchor, self._weights()):
             a_dev = a.to(w.device, non_blocking=False)  # [same shape as w]
-            # theta <- anchor + eps * (theta - anchor), written as (theta - anchor) * eps + anchor
-            w.sub_(a_dev).mul_(eps).add_(a_dev)
+            # theta <- anchor + eps * (theta - anchor) = theta + (1 - eps) * (anchor - theta): one pass.
+            w.lerp_(a_dev, 1.0 - eps)
             a.copy_(w)  # the new anchor is the interpolated weights
         self.anchor_step = step
         self.n_steps += 1

@@ -120,7 +120,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         # The fp32 module: the optimizer, Reptile, checkpoints and evaluation all see this one.
-        self.model = build_model(cfg.model, vocab_size).to(self.device)
+        # Built on its device: a 6B model built on the host would take 24 GB of host memory on every rank.
+        with torch.device(self.device):
+            self.model = build_model(cfg.model, vocab_size)
         if cfg.activation_checkpointing:
             # Non-reentrant checkpointing works with DDP and torch.compile (transformers 5 renamed the method).
             enable = getattr(self.model, "activation_checkpointing_enable", None)
