@@ -1,12 +1,24 @@
 import io
+import math
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import chisquare
 
-from mer.replay import BlockReader, BufferConfig, ReplayBuffer, pack_refs, unpack_refs
+import mer.replay
+import mer.replay_refs
+from mer.replay import REJECTION_MIN_RATIO, BlockReader, BufferConfig, ReplayBuffer, pack_refs, unpack_refs
+from mer.replay_refs import (
+    MAX_TASK_INDEX,
+    TaskLayout,
+    decode_refs,
+    draw_by_rejection,
+    encode_refs,
+    task_layout,
+)
 
 BLOCK_LEN = 4
 
@@ -312,11 +324,254 @@ def test_load_rejects_other_settings():
 
 
 def test_task_layout_in_chunks_matches_a_whole_array_scan():
-    from mer.replay import _task_layout, pack_refs
-
     refs = np.concatenate([pack_refs(0, np.arange(10)), pack_refs(2, np.arange(5)), pack_refs(3, np.arange(3))])
     for chunk in (1, 2, 4, 10, 1 << 24):
-        assert _task_layout(refs, chunk) == (3, True, [(0, 0), (2, 10), (3, 15)])
+        layout = task_layout(refs, chunk)
+        assert layout.monotone and layout.firsts == [(0, 0), (2, 10), (3, 15)]
+        assert layout.counts == {0: 10, 2: 5, 3: 3}
     back = np.concatenate([pack_refs(1, np.arange(3)), pack_refs(0, np.arange(3))])
-    assert _task_layout(back, 2)[:2] == (1, False)
-    assert _task_layout(np.zeros(0, dtype=np.int64)) == (-1, True, [])
+    for chunk in (2, 3, 1 << 24):
+        layout = task_layout(back, chunk)
+        assert (layout.monotone, layout.firsts, layout.counts) == (False, [], {0: 3, 1: 3})
+    assert task_layout(np.zeros(0, dtype=np.int64)) == TaskLayout()
+    far = pack_refs(MAX_TASK_INDEX, [1, 2])  # a task index far from the others: counted without bincount
+    assert task_layout(np.concatenate([pack_refs(0, [5]), far]), 2).counts == {0: 1, MAX_TASK_INDEX: 2}
+
+
+# ------------------------------------------------------------------- checkpoint encoding (chunked)
+
+
+def _first_version_encode(a):
+    """The encoder of the first version (whole-array passes), kept as the reference of the format."""
+    n = a.shape[0]
+    if n == 0:
+        return {"values": torch.zeros(0, dtype=torch.int64), "run_lengths": None}
+    starts_at = np.flatnonzero(np.diff(a) != 1) + 1
+    if 2 * (starts_at.size + 1) >= n:
+        return {"values": torch.from_numpy(a.copy()), "run_lengths": None}
+    first = np.concatenate([[0], starts_at])
+    lengths = np.diff(np.append(first, n))
+    return {"values": torch.from_numpy(a[first].copy()), "run_lengths": torch.from_numpy(lengths.astype(np.int64))}
+
+
+def _arrays():
+    """(name, int64 array, whether every chunk-aligned prefix encodes like the whole)."""
+    rng = np.random.default_rng(0)
+    runs = np.concatenate([start + np.arange(length) for start, length in  # 40 runs of 1-4999 values
+                           zip(rng.integers(0, 1 << 40, 40), rng.integers(1, 5000, 40))])
+    tasks = np.concatenate([pack_refs(t, np.arange(30_000)) for t in range(4)])
+    short = np.cumsum(rng.choice([1, 1, 1, 2], 30_000))  # runs of ~4 values: close to the raw/runs threshold
+    mixed = np.concatenate([rng.permutation(20_000), 10**6 + np.arange(60_000)])  # first chunks have no runs
+    extremes = np.array([0, 1, 2**63 - 2, 2**63 - 1, 0, 2**63 - 1])
+    return [("shuffled", rng.permutation(100_000), True), ("sequential", np.arange(100_000), True),
+            ("tasks in order", tasks, True), ("long runs", runs, True), ("short runs", short, False),
+            ("no runs, then one", mixed, False), ("extremes", extremes, True), ("one", np.array([7]), True),
+            ("empty", np.zeros(0), True)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4099, None])
+def test_encode_round_trips_and_matches_the_first_version(chunk):
+    for name, a, same_as_whole in _arrays():
+        a = np.asarray(a, dtype=np.int64)
+        state = _save_load(encode_refs(a, chunk))  # plain tensors: loads with weights_only=True
+        for read_chunk in (chunk, 5, None):
+            assert np.array_equal(decode_refs(state, read_chunk), a), (name, chunk, read_chunk)
+        first = _first_version_encode(a)
+        assert np.array_equal(decode_refs(_save_load(first), chunk), a), name  # old checkpoints load
+        if same_as_whole or chunk is None or chunk >= a.size:  # the same choice (and bytes) as the first version
+            assert (state["run_lengths"] is None) == (first["run_lengths"] is None), (name, chunk)
+            assert torch.equal(state["values"], first["values"]), (name, chunk)
+            if first["run_lengths"] is not None:
+                assert torch.equal(state["run_lengths"], first["run_lengths"]), (name, chunk)
+
+
+def test_encode_picks_raw_when_the_first_chunks_have_no_runs():
+    name, mixed, _ = _arrays()[5]
+    assert name == "no runs, then one"
+    assert _first_version_encode(mixed)["run_lengths"] is not None  # 20,001 runs for 80,000 values
+    assert encode_refs(mixed, 4099)["run_lengths"] is None  # gave up after the first chunk: raw
+    assert encode_refs(mixed)["run_lengths"] is not None  # one chunk: the first version's choice
+
+
+@pytest.mark.parametrize("name", ["shuffled", "sequential", "tasks in order", "short runs", "no runs, then one"])
+def test_encode_and_decode_need_o_chunk_memory_beyond_the_output(name):
+    """Memory, not time: numpy reports its allocations to tracemalloc. The first version needed ~16
+    bytes per value (a full diff, the list of run starts, a copy) beyond its output."""
+    import tracemalloc
+
+    a = np.asarray(next(arr for n, arr, _ in _arrays() if n == name), dtype=np.int64)
+    a = np.concatenate([a] * max(1, 300_000 // a.size))  # a few hundred thousand values
+    chunk = 4096
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        state = encode_refs(a, chunk)
+        out = sum(t.numel() * 8 for t in state.values() if t is not None)
+        encode_extra = tracemalloc.get_traced_memory()[1] - out
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        back = decode_refs(state, chunk)
+        decode_extra = tracemalloc.get_traced_memory()[1] - before - back.nbytes
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(back, a)
+    assert encode_extra < 64 * chunk, (encode_extra, a.nbytes)  # ~14 bytes per chunk entry measured
+    assert decode_extra < 64 * chunk, (decode_extra, a.nbytes)
+
+
+@pytest.mark.parametrize("policy, order", [("all", "stream"), ("all", "sequential"), ("reservoir", "stream")])
+def test_state_round_trip_at_a_few_hundred_thousand_refs(policy, order, monkeypatch):
+    monkeypatch.setattr(mer.replay_refs, "CHUNK", 4099)  # many chunks; runs and tasks cross their boundaries
+    cfg = BufferConfig(policy=policy, capacity=150_000, replay_current_task=False)
+    rng = np.random.default_rng(0)
+    a = ReplayBuffer(cfg, MemReader(), seed=11)
+    for task in range(4):
+        ids = rng.permutation(80_000) if order == "stream" else np.arange(80_000)
+        for start in range(0, ids.size, 10_000):
+            a.add(task, ids[start:start + 10_000])
+    state = _save_load(a.state_dict())
+    if order == "sequential":  # one run per task (task indices sit in the high bits)
+        assert state["refs"]["values"].numel() == 4 and state["refs"]["run_lengths"].tolist() == [80_000] * 4
+    else:
+        assert state["refs"]["run_lengths"] is None
+    b = ReplayBuffer(cfg, MemReader(), seed=0)
+    b.load_state_dict(state)
+    assert np.array_equal(a.refs(), b.refs()) and b.n_seen == a.n_seen and len(b) == len(a) > 100_000
+    assert b._task_counts == a._task_counts == task_layout(a.refs()).counts
+    for task in (1, 3, 4):
+        assert b.n_eligible(task) == a.n_eligible(task) == int(((a.refs() >> 40) < task).sum())
+    for n in (256, 7, 256):
+        ra, ta = a.sample(n, 3)
+        rb, tb = b.sample(n, 3)
+        assert np.array_equal(ra, rb) and np.array_equal(ta, tb) and ra.size == n
+
+
+# ------------------------------------------------------------- draws among scattered eligible slots
+
+
+def _scattered_reservoir(seed=4, capacity=200):
+    """A reservoir of task 0, then task 1 which replaced about half of its slots (scattered), current task 1,
+    replay_current_task false: the eligible slots (task 0's) are not a prefix."""
+    buf = ReplayBuffer(BufferConfig(policy="reservoir", capacity=capacity, replay_current_task=False),
+                       MemReader(), seed=seed)
+    buf.add(0, np.arange(capacity))
+    buf.add(1, np.arange(capacity))
+    eligible = np.flatnonzero((buf.refs() >> 40) == 0)
+    assert buf._eligible_prefix(1) is None and buf.n_eligible(1) == eligible.size
+    assert eligible.max() > eligible.size  # scattered, not a prefix
+    return buf, eligible
+
+
+@pytest.mark.parametrize("m, path", [(3, "rejection"), (5, "rejection"), (10, "exact")])
+def test_draws_among_scattered_eligible_slots_are_uniform_chi_square(m, path):
+    buf, eligible = _scattered_reservoir()
+    size = eligible.size
+    assert (size >= REJECTION_MIN_RATIO * m) == (path == "rejection")
+    trials = 6000
+    counts = {int(s): 0 for s in eligible}
+    first = dict(counts)
+    first_if_sorted = dict(counts)  # a biased sampler (sorted output) for the same check to reject
+    for _ in range(trials):
+        slots = buf._draw(m, 1)
+        assert slots.size == m and len(set(slots.tolist())) == m
+        for s in slots:
+            counts[int(s)] += 1  # a KeyError is an ineligible slot
+        first[int(slots[0])] += 1
+        first_if_sorted[int(slots.min())] += 1
+    observed = np.array(list(counts.values()))
+    assert chisquare(observed).pvalue > 1e-3  # each eligible slot drawn trials * m / size times on average
+    assert chisquare(np.array(list(first.values()))).pvalue > 1e-3  # the order within a draw is random too
+    assert chisquare(np.array(list(first_if_sorted.values()))).pvalue < 1e-6  # the check has power
+    refs, toks = buf.sample(m, 1)
+    assert set(unpack_refs(refs)[0].tolist()) == {0} and np.array_equal(toks, tokens_of(0, unpack_refs(refs)[1]))
+
+
+def test_rejection_draws_give_uniform_ordered_samples():
+    """All ordered m-samples equally likely (not only each slot), also when the draw exhausts the eligible slots."""
+    refs = pack_refs(1, np.arange(40))
+    refs[[3, 17, 18, 30, 39]] = pack_refs(0, [3, 17, 18, 30, 39])  # 5 eligible (task 0) of 40
+    rng = np.random.default_rng(0)
+    for m, trials in ((2, 4000), (5, 12000)):
+        seen = {}
+        for _ in range(trials):
+            draw = tuple(draw_by_rejection(rng, refs, 1, m, 5).tolist())
+            seen[draw] = seen.get(draw, 0) + 1
+        assert all(len(set(d)) == m and set(d) <= {3, 17, 18, 30, 39} for d in seen)
+        assert len(seen) == math.perm(5, m)  # 20 ordered pairs, 120 orders of all five
+        assert chisquare(np.array(list(seen.values()))).pvalue > 1e-3
+
+
+def test_task_counts_stay_exact_through_reservoir_replacements():
+    cfg = BufferConfig(policy="reservoir", capacity=300, replay_current_task=False)
+    buf = ReplayBuffer(cfg, MemReader(), seed=2)
+    for step, task in enumerate([0] * 5 + [1] * 20 + [0] * 3 + [2] * 30 + [5] * 2):  # a task also comes back
+        buf.add(task, np.arange(step * 37, step * 37 + 37))
+        assert buf._task_counts == task_layout(buf.refs()).counts
+        for current in range(7):
+            assert buf.n_eligible(current) == int(((buf.refs() >> 40) < current).sum())
+
+
+def _drive_changing_n(buf, start, steps):
+    """Trainer-like loop over tasks of 30 steps, alternating n between 16 (rejection while 256 blocks are
+    eligible) and 64 (exact: a capacity of 500 never holds 16 * 64), with prefetch of the next step's draw."""
+    out = []
+    n_of = [16, 64]
+    for step in range(start, start + steps):
+        task = step // 30
+        refs, toks = buf.sample(n_of[step % 2], task)
+        out.append((refs.tolist(), toks.tolist()))
+        buf.add(task, np.arange(step * 20, step * 20 + 20))
+        buf.prefetch(n_of[(step + 1) % 2], (step + 1) // 30)
+    return out
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_reservoir_without_current_task_resumes_bit_identical(prefetch, monkeypatch):
+    paths = {"rejection": 0, "exact": 0}
+
+    def counted(path, draw):
+        def wrapper(*args, **kwargs):
+            paths[path] += 1
+            return draw(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(mer.replay, "draw_by_rejection", counted("rejection", mer.replay.draw_by_rejection))
+    monkeypatch.setattr(ReplayBuffer, "_eligible_slots", counted("exact", ReplayBuffer._eligible_slots))
+    cfg = BufferConfig(policy="reservoir", capacity=500, replay_current_task=False, prefetch=prefetch)
+    a = ReplayBuffer(cfg, MemReader(), seed=3)
+    twin = ReplayBuffer(cfg, MemReader(), seed=3)  # another rank: same seed (rank 0), same blocks added
+    assert _drive_changing_n(a, 0, 70) == _drive_changing_n(twin, 0, 70)  # into the third task
+    state = _save_load(a.state_dict())
+    resumed = ReplayBuffer(cfg, MemReader(), seed=0)
+    resumed.load_state_dict(state)
+    assert resumed._task_counts == a._task_counts
+    after = _drive_changing_n(a, 70, 60)
+    assert after == _drive_changing_n(resumed, 70, 60) == _drive_changing_n(twin, 70, 60)
+    assert all(len(refs) == 16 for refs, _ in after[::2])
+    assert all(set(unpack_refs(np.array(refs, dtype=np.int64))[0].tolist()) <= set(range((70 + i) // 30))
+               for i, (refs, _) in enumerate(after))
+    assert paths["rejection"] > 50 and paths["exact"] > 50  # both ways of drawing were resumed
+    for buf in (a, resumed, twin):
+        buf.close()
+
+
+@pytest.mark.parametrize("policy", ["all", "reservoir"])
+def test_copy_storage_resumes_and_goes_on_adding(policy, tmp_path):
+    cfg = BufferConfig(policy=policy, capacity=50, storage="copy", replay_current_task=False)
+    a = ReplayBuffer(cfg, None, seed=6, storage_dir=tmp_path / "a")
+    for task, (lo, hi) in enumerate([(0, 40), (40, 90)]):
+        a.add(task, np.arange(lo, hi), tokens=tokens_of(task, np.arange(lo, hi)))
+    state = _save_load(a.state_dict())  # flushes the token file
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "replay-rank0.tokens", tmp_path / "b")  # the resumed buffer appends to its own
+    b = ReplayBuffer(cfg, None, seed=6, storage_dir=tmp_path / "b")
+    b.load_state_dict(state)
+    for step in range(6):
+        ids = np.arange(100 + 10 * step, 110 + 10 * step)
+        for buf in (a, b):
+            buf.add(2, ids, tokens=tokens_of(2, ids))
+        (ra, ta), (rb, tb) = a.sample(7, 2), b.sample(7, 2)
+        assert np.array_equal(ra, rb) and np.array_equal(ta, tb) and ra.size == 7
+        assert np.array_equal(ta, np.stack([tokens_of(int(t), [int(i)])[0] for t, i in zip(*unpack_refs(ra))]))
+    a.close()
+    b.close()
