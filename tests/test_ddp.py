@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve()
 # Small but not trivial: alpha=0.25 puts rank 1's rows across the new/replay boundary (rows 4-5 new,
 # 6-7 replayed), grad_accum=2 exercises DDP's no_sync, Reptile every 3 steps, an eval every 2 steps.
 SPEC = {"alpha": 0.25, "k": 3, "eps": 0.5, "batch_size": 8, "grad_accum": 2, "budget_tokens": 512, "eval_every": 2}
-FSDP = {"parallel": "fsdp", "fsdp_on_cpu": True}
+# One eval batch: under FSDP rank 1 must still join rank 0's forward (an uncounted one of its own).
+FSDP = {"parallel": "fsdp", "fsdp_on_cpu": True, "eval_batch_size": 4}
 TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")
 
 
@@ -35,7 +36,8 @@ def _config(data_dir: str | Path, runs_dir: str | Path, **spec):
 
     spec = dict(spec)
     optim = OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=spec.pop("batch_size"), grad_accum=spec.pop("grad_accum"))
-    evaluation = EvalConfig(every=spec.pop("eval_every"), batch_size=3)  # 4 held-out blocks: batches of 3 and 1
+    # 4 held-out blocks: batches of 3 and 1 (one per rank), or one batch of 4 (rank 1 has none).
+    evaluation = EvalConfig(every=spec.pop("eval_every"), batch_size=spec.pop("eval_batch_size", 3))
     return tiny_run_config(small_bible_config(Path(data_dir)), Path(runs_dir), optim=optim, eval=evaluation, **spec)
 
 
@@ -186,7 +188,7 @@ def test_interrupted_fsdp_run_resumes_to_the_same_losses(small_bible, tmp_path, 
     output = stopped.stderr + stopped.stdout
     assert "stopped by signal on another rank at step 7" in output, output[-4000:]
     # The same run directory under DDP is refused before any work: the checkpoint holds shards.
-    refused = _torchrun(data_dir, tmp_path)
+    refused = _torchrun(data_dir, tmp_path, eval_batch_size=4)
     assert refused.returncode != 0
     assert "written with parallel=fsdp, this job uses parallel=ddp; resume with parallel=fsdp" in refused.stderr
     resumed = _torchrun(data_dir, tmp_path, **FSDP)
