@@ -105,7 +105,7 @@ class BufferConfig:
 class _Pending:
     """A prefetched draw: what it was drawn for, the generator state before it, and the read in flight."""
 
-    key: tuple[int, int, int]  # (n, current_task_index, buffer version)
+    key: tuple  # (n, current_task_index, window, buffer version)
     rng_state: dict
     refs: np.ndarray  # int64 [m]
     tokens: Future
@@ -118,6 +118,18 @@ def _grow(a: np.ndarray, need: int) -> np.ndarray:
     out = np.zeros(max(need, 2 * a.shape[0], 1024), dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
+
+
+def _rows_in_window(m: int, window: tuple[int, int, int] | None) -> slice:
+    """Rows of a draw of m blocks inside `window=(lo, hi, total)`: the draw is rows [total - m, total)
+    of the batch, so its row i is batch row total - m + i; None is the whole draw."""
+    if window is None:
+        return slice(0, m)
+    lo, hi, total = window
+    if not 0 <= lo <= hi <= total or m > total:
+        raise ValueError(f"window={window} with a draw of {m}: need 0 <= lo <= hi <= total and m <= total")
+    start = total - m
+    return slice(max(lo - start, 0), max(hi - start, 0))
 
 
 class ReplayBuffer:
@@ -304,24 +316,29 @@ class ReplayBuffer:
         eligible = self._eligible_slots(bound)  # [size]
         return eligible[self._rng_sample.choice(size, size=m, replace=False)]
 
-    def sample(self, n: int, current_task_index: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, current_task_index: int,
+               window: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw min(n, eligible) distinct held blocks: (refs int64 [m], tokens [m, block_len]).
 
         The trainer fills the rest of the batch with new data when m < n. An empty sample has
         tokens of shape [0, block_len] (block_len 0 while it is unknown).
+
+        `window=(lo, hi, total)`: this process trains rows [lo, hi) of a batch of `total` rows whose
+        last m rows are this draw (data parallelism: every rank draws the same m blocks, each reads
+        only its own rows). The tokens are then those of the draw's rows inside the window only.
         """
         if n < 0:
             raise ValueError(f"n={n} must be >= 0")
         pending = self._pending
-        if pending is not None and pending.key == (n, current_task_index, self._version):
+        if pending is not None and pending.key == (n, current_task_index, window, self._version):
             self._pending = None
             return pending.refs, pending.tokens.result()
         self._cancel_pending()
         slots = self._draw(n, current_task_index)
-        return self._refs[slots], self._read(slots)
+        return self._refs[slots], self._read(slots[_rows_in_window(len(slots), window)])
 
-    def prefetch(self, n: int, current_task_index: int) -> None:
-        """Draw the next `sample(n, current_task_index)` now and read its tokens in the background.
+    def prefetch(self, n: int, current_task_index: int, window: tuple[int, int, int] | None = None) -> None:
+        """Draw the next `sample(n, current_task_index, window)` now and read its tokens in the background.
 
         A no-op when `cfg.prefetch` is off. Call it after `add` for the step just done.
         """
@@ -332,8 +349,8 @@ class ReplayBuffer:
         slots = self._draw(n, current_task_index)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"replay-prefetch-{self.rank}")
-        future = self._executor.submit(self._read, slots)
-        self._pending = _Pending((n, current_task_index, self._version), state, self._refs[slots], future)
+        future = self._executor.submit(self._read, slots[_rows_in_window(len(slots), window)])
+        self._pending = _Pending((n, current_task_index, window, self._version), state, self._refs[slots], future)
 
     def _cancel_pending(self) -> None:
         """Drop a prefetched draw that will not be used and rewind the generator to before it."""

@@ -283,18 +283,18 @@ class Trainer:
         returns the mean loss over the global batch and its new and replayed row counts."""
         cfg, index, dist = self.cfg, self.position.task_index, self.dist
         step_started = time.perf_counter()
-        # The global plan, identical on every rank: new block ids, then the replay draw (shared sampler).
-        _, replay_tokens = self.buffer.sample(cfg.n_replay_per_step, index)  # [m, T+1], m <= n_replay
-        n_short = cfg.n_replay_per_step - len(replay_tokens)  # buffer still (almost) empty: fill with new data
-        new_ids = task.stream.next_block_ids(cfg.n_new_per_step + n_short)  # [n_new + n_short]
-        # This rank's rows [lo, hi) of the plan [new | replay]: it reads only the new blocks it trains on.
-        rows = cfg.optim.batch_size // dist.world_size
-        lo, hi, n_fresh = dist.rank * rows, (dist.rank + 1) * rows, len(new_ids)
+        # The global plan, identical on every rank: B rows [new block ids | replay draw (shared sampler)].
+        # This rank trains rows [lo, hi) of it and reads only those: its new blocks and its replayed ones.
+        batch_size, rows = cfg.optim.batch_size, cfg.optim.batch_size // dist.world_size
+        lo, hi = dist.rank * rows, (dist.rank + 1) * rows
+        window = (lo, hi, batch_size)
+        replay_refs, replay_tokens = self.buffer.sample(cfg.n_replay_per_step, index, window)  # [m], [<= m, T+1]
+        n_short = cfg.n_replay_per_step - len(replay_refs)  # buffer still (almost) empty: fill with new data
+        new_ids = task.stream.next_block_ids(cfg.n_new_per_step + n_short)  # [B - m]
         # Copied storage needs every new block's tokens anyway: read them once and slice this rank's rows.
-        all_new = task.stream.read(new_ids) if cfg.buffer.storage == "copy" else None  # [n_fresh, T+1]
+        all_new = task.stream.read(new_ids) if cfg.buffer.storage == "copy" else None  # [B - m, T+1]
         mine = all_new[lo:hi] if all_new is not None else task.stream.read(new_ids[lo:hi])
-        parts = [mine, replay_tokens[max(lo - n_fresh, 0):max(hi - n_fresh, 0)]]
-        blocks = np.concatenate([p for p in parts if len(p)])  # [B/W, T+1]
+        blocks = np.concatenate([p for p in (mine, replay_tokens) if len(p)])  # [B/W, T+1]
         batch = torch.from_numpy(blocks.astype(np.int64))  # [B/W, T+1]
         if self.device.type == "cuda":  # page-locked host memory lets the copy overlap with compute
             batch = batch.pin_memory()
@@ -305,7 +305,7 @@ class Trainer:
         if cfg.n_replay_per_step:
             self.buffer.add(index, new_ids, all_new)
             if cfg.buffer.prefetch:
-                self.buffer.prefetch(cfg.n_replay_per_step, index)
+                self.buffer.prefetch(cfg.n_replay_per_step, index, window)
         self.data_wait_s += time.perf_counter() - step_started
 
         lr = lr_at(self.position.step, self.task_steps, cfg.optim)
@@ -336,7 +336,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
         seq_len = cfg.model.seq_len
-        n_new, n_replay = len(new_ids), len(replay_tokens)
+        n_new, n_replay = len(new_ids), len(replay_refs)
         self.flops.add_train_step(n_new * seq_len, n_replay * seq_len)
         self._last_lr = lr
         return total_loss, n_new, n_replay

@@ -282,6 +282,43 @@ def test_prefetch_on_and_off_give_identical_draws(policy):
     on.close()
 
 
+class CountingReader(MemReader):
+    """MemReader that also counts the blocks read."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = 0
+
+    def read_blocks(self, task_index, block_ids):
+        self.blocks += len(block_ids)
+        return super().read_blocks(task_index, block_ids)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_a_window_reads_only_its_rows_of_the_same_draw(prefetch):
+    """4 ranks of a batch of 8 whose last 5 rows are replayed: each draws the same 5 blocks, reads only the
+    rows of its window, and together they read each drawn block once."""
+    readers = [CountingReader() for _ in range(5)]
+    whole, *ranks = [ReplayBuffer(BufferConfig(prefetch=prefetch), r, seed=3) for r in readers]
+    for buf in [whole, *ranks]:
+        buf.add(0, np.arange(40))
+    windows = [(2 * r, 2 * r + 2, 8) for r in range(4)]  # batch rows [lo, hi) of 8; the draw is rows 3..7
+    for step in range(3):
+        if prefetch:
+            for buf, window in zip(ranks, windows):
+                buf.prefetch(5, 1, window)
+        refs, tokens = whole.sample(5, 1)
+        parts = [buf.sample(5, 1, window) for buf, window in zip(ranks, windows)]
+        assert all(np.array_equal(r, refs) for r, _ in parts)  # the same draw everywhere
+        assert [len(t) for _, t in parts] == [0, 1, 2, 2]  # rank 1 holds batch row 3 = the draw's row 0
+        assert np.array_equal(np.concatenate([t for _, t in parts if len(t)]), tokens)
+    assert sum(r.blocks for r in readers[1:]) == readers[0].blocks == 15
+    with pytest.raises(ValueError, match=r"window=\(6, 9, 8\)"):
+        ranks[0].sample(5, 1, (6, 9, 8))
+    for buf in [whole, *ranks]:
+        buf.close()
+
+
 def test_prefetch_is_a_no_op_when_off():
     reader = MemReader()
     buf = ReplayBuffer(BufferConfig(), reader, seed=0)
