@@ -134,6 +134,9 @@ class Trainer:
         self.sharded = check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu)
         if self.sharded:  # before the optimizer and Reptile, which then hold the shards
             shard_model(self.model, self.device, dist.world_size, cfg.precision)
+        elif cfg.parallel == "fsdp":
+            log.warning("parallel=fsdp with one process: nothing to shard over, the model is trained whole "
+                        "(launch several processes with torchrun or srun to shard it)")
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.reptile = Reptile(ReptileConfig(k=cfg.k, eps=cfg.eps, anchor_device=cfg.reptile_anchor_device),
                                self.model.parameters())
