@@ -165,6 +165,7 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else None
         self.task_steps = [t.steps for t in sequence.tasks]
         self._stop_signal: int | None = None
+        self._stop_agreed = False  # some rank had a stop signal at the last step's all-reduce
         self.data_wait_s = 0.0  # time spent getting batches (new + replay) since this process started
         self.overhead_s = 0.0  # time spent evaluating and checkpointing since this process started
         self.peak_flops, self.peak_source = (device_peak_flops(self.device, cfg.precision, cfg.peak_flops)
@@ -266,8 +267,9 @@ class Trainer:
                     if pos.step % cfg.eval.every == 0 and pos.task_step < task.steps:
                         self.evaluate(boundary=False)
                     # A signal may reach the ranks between different steps: stop after the step where ANY rank
-                    # has it, so that all ranks checkpoint the same step and none waits for the others for ever.
-                    if self.dist.any(self._stop_signal is not None):
+                    # had it by the step's loss all-reduce (train_step), so that all ranks checkpoint the same
+                    # step and none waits for the others for ever. A later signal is seen in the next step.
+                    if self._stop_agreed:
                         self.save()
                         which = self._stop_signal if self._stop_signal is not None else "on another rank"
                         raise TrainingStopped(f"stopped by signal {which} at step {pos.step}; checkpoint saved, "
@@ -327,9 +329,15 @@ class Trainer:
                     loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
                 (loss / cfg.optim.grad_accum).backward()
             loss_sum += loss.detach().double() / cfg.optim.grad_accum
-        # Every rank has as many rows and tokens, so the mean of the rank means is the global mean;
-        # a NaN anywhere makes it NaN everywhere, so all ranks stop together.
-        total_loss = dist.mean(loss_sum).item()
+        # One all-reduce and one wait for the GPU per step carry both the global mean loss (every rank has as
+        # many rows and tokens, so the mean of the rank means; a NaN anywhere makes it NaN everywhere, so all
+        # ranks stop together) and whether any rank has a stop signal (so that all stop after the same step).
+        reduced = torch.zeros(2, dtype=torch.float64, device=self.device)
+        reduced[0] = loss_sum
+        if self._stop_signal is not None:
+            reduced[1] = 1.0  # a fill on the device: no host-to-device copy that would wait for the GPU
+        loss_total, stops = dist.sum(reduced).tolist()
+        total_loss, self._stop_agreed = loss_total / dist.world_size, stops > 0
         if not math.isfinite(total_loss):
             raise TrainingStopped(f"the loss is {total_loss} at step {self.position.step + 1}; stopped without "
                                   "saving, the last good checkpoint is intact; lower optim.lr or check the data")

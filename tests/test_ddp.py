@@ -415,11 +415,10 @@ def _worker(payload: dict) -> None:
     if stop_after is not None and int(os.environ["RANK"]) == 1:
         original = Trainer.train_step
 
-        def train_step(self, task):  # the signal handler's effect, on rank 1 only
-            out = original(self, task)
+        def train_step(self, task):  # the signal handler's effect during step `stop_after`, on rank 1 only
             if self.position.step + 1 == stop_after:  # position.step is advanced after train_step returns
                 self._stop_signal = signal.SIGTERM
-            return out
+            return original(self, task)
 
         Trainer.train_step = train_step
     try:
