@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve()
 # 6-7 replayed), grad_accum=2 exercises DDP's no_sync, Reptile every 3 steps, an eval every 2 steps.
 SPEC = {"alpha": 0.25, "k": 3, "eps": 0.5, "batch_size": 8, "grad_accum": 2, "budget_tokens": 512, "eval_every": 2}
 # One eval batch: under FSDP rank 1 must still join rank 0's forward (an uncounted one of its own).
-FSDP = {"parallel": "fsdp", "fsdp_on_cpu": True, "eval_batch_size": 4}
+# Activation checkpointing on too, as the big sizes use it (recomputed blocks re-gather their weights).
+FSDP = {"parallel": "fsdp", "fsdp_on_cpu": True, "eval_batch_size": 4, "activation_checkpointing": True}
 TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")
 
 
