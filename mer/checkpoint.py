@@ -3,8 +3,8 @@ complete one.
 
 Written to `checkpoint.tmp/` and renamed over `checkpoint/` (the old one moves to `checkpoint.old/`
 first, and is deleted only once the new one is in place). An FSDP checkpoint adds the ranks' shards
-in `sharded/` beside `state.pt` (`mer.sharding`), written into the same temporary directory. Loaded with `torch.load(weights_only=True)`:
-no arbitrary pickles.
+in `sharded/` beside `state.pt` (`mer.sharding`), written into the same temporary directory.
+Loaded with `torch.load(weights_only=True)`: no arbitrary pickles.
 """
 
 from __future__ import annotations

@@ -84,10 +84,10 @@ class Reptile:
     def allocate_anchor(self) -> list[torch.Tensor]:
         """The anchor tensors (uninitialised if new), e.g. for a sharded checkpoint to load into."""
         if not self.anchor:
-            weights = self._weights()
-            # A host anchor for GPU weights is page-locked, so that its copies run at full PCIe speed.
-            pin = torch.device(self.cfg.anchor_device).type == "cpu" and any(w.is_cuda for w in weights)
-            self.anchor = [torch.empty_like(w, device=self.cfg.anchor_device, pin_memory=pin) for w in weights]
+            # Pageable, not page-locked, host memory: pinning would speed up a copy made once every k steps
+            # (a small share already) at the price of up to 24 GB of unswappable memory per rank (6b, DDP),
+            # which CUDA's host allocator also rounds up to powers of two.
+            self.anchor = [torch.empty_like(w, device=self.cfg.anchor_device) for w in self._weights()]
         return self.anchor
 
     @torch.no_grad()
