@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from machine import format_machine, machine_info
+from rounds import rotated, spread
 from mer.data.config import DataConfig, TokenizerConfig
 from mer.data.pipeline import build_corpus, prepare_data
 from mer.data.shards import _batches, token_dtype, write_split
@@ -44,17 +45,6 @@ from mer.data.stream import TaskStream
 from mer.data.tokenizer import train_bpe
 
 MB = 1e6
-
-
-def median_spread(values: list[float], fmt: str = "{:.1f}") -> str:
-    """'median (min-max)' of per-round values."""
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-
-def rotated(items: list, r: int) -> list:
-    """`items` starting at position r (mod len): every variant goes first in some round."""
-    r %= len(items)
-    return items[r:] + items[:r]
 
 
 # ------------------------------------------------------------------------------------------ parts
@@ -148,7 +138,6 @@ def bench_reads(tokens: np.ndarray, seq_lens: list[int], batch: int, calls: int,
 
 # ------------------------------------------------------------------------------------------ tables
 def table_prepare(p: dict, bpe: dict) -> str:
-    bpe_med = statistics.median(bpe["seconds"])
     return "\n".join([
         "| step | seconds |",
         "| --- | ---: |",
@@ -156,7 +145,7 @@ def table_prepare(p: dict, bpe: dict) -> str:
         f"| prepare_data, warm (all cached: start-up cost of a run) | {p['warm_s']:.2f} |",
         f"| BPE training, default config (vocab {bpe['vocab_size']}, {bpe['chars_per_task']:,} chars/task, "
         f"{bpe['train_chars'] / MB:.1f} M chars), median of {len(bpe['seconds'])} | "
-        f"{median_spread(bpe['seconds'], '{:.2f}')} |",
+        f"{spread(bpe['seconds'], '{:.2f}')} |",
     ])
 
 
@@ -171,8 +160,8 @@ def table_write_split(w: dict) -> str:
         tot_bytes, tot_w, tot_t = tot_bytes + nbytes, tot_w + mw, tot_t + mt
         lines.append(
             f"| {name} | {nbytes / MB:.2f} | {w['documents'][name]} | {w['tokens'][name]:,} | {w['read_s'][name]:.2f} "
-            f"| {median_spread([nbytes / MB / t for t in ws])} | {w['tokens'][name] / 1e6 / mw:.2f} "
-            f"| {median_spread([nbytes / MB / t for t in tok])} | {mt / mw:.0%} |")
+            f"| {spread([nbytes / MB / t for t in ws])} | {w['tokens'][name] / 1e6 / mw:.2f} "
+            f"| {spread([nbytes / MB / t for t in tok])} | {mt / mw:.0%} |")
     lines.append(f"| all | {tot_bytes / MB:.2f} | | {sum(w['tokens'].values()):,} | {sum(w['read_s'].values()):.2f} "
                  f"| {tot_bytes / MB / tot_w:.1f} | {sum(w['tokens'].values()) / 1e6 / tot_w:.2f} "
                  f"| {tot_bytes / MB / tot_t:.1f} | {tot_t / tot_w:.0%} |")
@@ -186,8 +175,8 @@ def table_reads(rd: dict) -> str:
     for key, times in rd["times"].items():
         T, method = key.split("/", 1)
         block_bytes = (int(T) + 1) * rd["itemsize"]
-        lines.append(f"| {T} | {method} | {median_spread([n / t for t in times], '{:,.0f}')} "
-                     f"| {median_spread([n * block_bytes / MB / t for t in times])} "
+        lines.append(f"| {T} | {method} | {spread([n / t for t in times], '{:,.0f}')} "
+                     f"| {spread([n * block_bytes / MB / t for t in times])} "
                      f"| {statistics.median(times) / rd['calls'] * 1e6:.0f} |")
     return "\n".join(lines)
 

@@ -59,8 +59,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_trainer import log, med, spread, verdict
 from machine import format_machine, machine_info
+from rounds import log, med, rotated, spread, verdict
 from synthetic_tokens import synthetic_data_config
 from mer.config import RunConfig
 from mer.data.config import DataConfig
@@ -311,7 +311,7 @@ def bench_model(bench: Bench, model: str, prepared: PreparedData, data: DataConf
     reptile_s = {a: [] for a in anchors}
     for r in range(bench.rounds):
         log(f"{model}: round {r + 1}/{bench.rounds}")
-        for v in variants[r % 3:] + variants[:r % 3]:  # rotate: each variant first, second and third alike
+        for v in rotated(variants, r):  # each variant first, second and third alike
             if bench.cuda:
                 base = torch.cuda.memory_allocated(bench.device)
                 torch.cuda.reset_peak_memory_stats(bench.device)

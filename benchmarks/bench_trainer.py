@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from machine import format_machine, machine_info
+from rounds import log, med, rotated, spread, verdict
 from mer.config import EvalConfig, RunConfig
 from mer.data.config import DataConfig
 from mer.data.pipeline import prepare_data
@@ -59,19 +59,6 @@ from mer.trainer import Trainer
 
 DEFAULT_ROUNDS = {"cpu-0.5m": 30, "cpu-2m": 20, "cpu-8m": 6}  # rounds of the step/wait parts (~15-40 s each)
 DEFAULT_BUDGET_TOKENS = DataConfig().budget_tokens  # the default new tokens per task
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def spread(values: list[float], fmt: str) -> str:
-    """'median (min-max)' of per-round values."""
-    return f"{fmt.format(med(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -202,7 +189,7 @@ def bench_step(ctx: Ctx, model: str, steps: int, rounds: int, reptile_reps: int,
     for r in range(rounds):
         if r % max(1, rounds // 4) == 0:
             log(f"  step {model}: round {r + 1}/{rounds}")
-        for which in (("trainer", "plain") if r % 2 == 0 else ("plain", "trainer")):
+        for which in rotated(("trainer", "plain"), r):
             if which == "trainer":
                 w0 = trainer.data_wait_s
                 wall, cpu = timed(trainer_steps, trainer, task, steps)
@@ -229,7 +216,7 @@ def bench_fit(ctx: Ctx, model: str, rounds: int, n_tasks: int) -> dict:
     steps_per_task = n_evals = n_saves = None
     for r in range(rounds):
         log(f"  fit {model}: round {r + 1}/{rounds}")
-        for which in (("fit", "plain") if r % 2 == 0 else ("plain", "fit")):
+        for which in rotated(("fit", "plain"), r):
             sequence = task_sequence(cfg, ctx.prepared, n_tasks=n_tasks)
             steps_per_task = [t.steps for t in sequence.tasks]
             if which == "fit":
@@ -285,7 +272,7 @@ def bench_wait(ctx: Ctx, model: str, steps: int, rounds: int, alpha: float) -> d
     for r in range(rounds):
         if r % max(1, rounds // 4) == 0:
             log(f"  wait {model}: round {r + 1}/{rounds}")
-        for prefetch in ((False, True) if r % 2 == 0 else (True, False)):
+        for prefetch in rotated((False, True), r):
             trainer, task = trainers[prefetch]
             w0 = trainer.data_wait_s
             t_step[prefetch].append(trainer_steps(trainer, task, steps))
@@ -297,11 +284,6 @@ def bench_wait(ctx: Ctx, model: str, steps: int, rounds: int, alpha: float) -> d
 
 
 # ------------------------------------------------------------------------------------------ tables
-def verdict(value: float, target: float, higher_is_better: bool, fmt: str) -> str:
-    ok = value >= target if higher_is_better else value <= target
-    return "met" if ok else f"MISSED by {fmt.format(abs(value - target))}"
-
-
 def table_step(results: list[dict]) -> str:
     lines = ["| model | params | seq_len x batch | rounds x steps | trainer tok/s | plain tok/s | trainer ms/step "
              "| plain ms/step | ratio trainer/plain (wall) | ratio (CPU time) | target >= 0.95 |",
@@ -437,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         print("### Reptile interpolation (eps=0.1, anchor on cpu) as a share of k steps\n")
         print(table_reptile(steps_results) + "\n")
     if wait_results:
-        print(f"### Data wait share of step time (buffer holds tasks 1-2 entirely, training on task 3)\n")
+        print("### Data wait share of step time (buffer holds tasks 1-2 entirely, training on task 3)\n")
         print(table_wait(wait_results, steps_results if "step" in args.parts else []) + "\n")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "step": steps_results, "fit": fit_results,
