@@ -63,12 +63,13 @@ import torch
 from machine import format_machine, machine_info
 from mer.data.stream import TaskStream
 from mer.flops import estimate_flops
-from mer.model import PRESETS, estimate_parameters
+from mer.mfu import peak_flops_from_table
+from mer.model import PRESET_VOCAB, PRESETS, estimate_parameters
 from mer.replay import BufferConfig, ReplayBuffer
 
 MB, GB = 1e6, 1e9
-VOCAB = 50304
-H100_BF16_PEAK = 989e12
+VOCAB = PRESET_VOCAB["560m"]
+H100_BF16_PEAK = peak_flops_from_table("NVIDIA H100 80GB HBM3", "bf16")  # SXM, dense
 
 
 def log(msg: str) -> None:
@@ -410,23 +411,23 @@ def table_memory(rows: list[dict]) -> str:
 
 
 def table_sample(rows: list[dict], demand: dict, args) -> str:
-    need1, need8 = demand["replay_seq_s"], 8 * demand["replay_seq_s"]
+    # Under data parallelism a rank reads only its own replay rows, so one GPU's demand is also a rank's.
+    need1 = demand["replay_seq_s"]
     out = [f"| cache | mapping | prefetch | shard resident before | sample() wait ms/step, median (min-max) | "
-           f"sequences/s read (prefetch off) | headroom vs 1 H100 ({need1:.1f} replay seq/s) | "
-           f"headroom vs 8-GPU data parallel ({need8:.0f} seq/s per rank) |",
-           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+           f"sequences/s read (prefetch off) | headroom vs 1 H100, also per rank ({need1:.1f} replay seq/s) |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         w = r["waits"]
         med = statistics.median(w)
         resident = "-" if r["resident"] is None else f"{100 * r['resident']:.0f}%"
         if r["prefetch"]:  # the read overlaps the simulated compute: the wait is what is left of it
             rate = f"read overlapped ({100 * med / (med + args.compute_ms / 1e3):.2f}% of the step waits)"
-            head1 = head8 = "-"
+            head1 = "-"
         else:
             seq_s = args.n / med
-            rate, head1, head8 = f"{seq_s:,.0f}", f"{seq_s / need1:,.0f}x", f"{seq_s / need8:,.0f}x"
+            rate, head1 = f"{seq_s:,.0f}", f"{seq_s / need1:,.0f}x"
         out.append(f"| {r['cache']} | {r['mapping']} | {'on' if r['prefetch'] else 'off'} | {resident} | "
-                   f"{1e3 * med:.2f} ({1e3 * min(w):.2f}-{1e3 * max(w):.2f}) | {rate} | {head1} | {head8} |")
+                   f"{1e3 * med:.2f} ({1e3 * min(w):.2f}-{1e3 * max(w):.2f}) | {rate} | {head1} |")
     return "\n".join(out)
 
 
@@ -628,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU demand: 560m preset at vocab {VOCAB}: {demand['params'] / 1e6:.1f}M parameters "
           f"({demand['params_nonemb'] / 1e6:.1f}M non-embedding), {demand['train_flops_per_token'] / 1e9:.3f} GFLOP "
           f"per trained token (`estimate_flops`, seq_len {args.seq_len}); one H100 at {args.mfu:.0%} MFU of "
-          f"989 TFLOP/s bf16: {demand['tokens_s']:,.0f} tokens/s = {demand['seq_s']:.1f} sequences/s, of which "
+          f"{H100_BF16_PEAK / 1e12:.0f} TFLOP/s bf16: {demand['tokens_s']:,.0f} tokens/s = {demand['seq_s']:.1f} sequences/s, of which "
           f"alpha={args.alpha} replays {demand['replay_seq_s']:.1f}/s; a step of {demand['batch']} sequences "
           f"({args.n} replayed) takes {demand['step_s']:.1f} s.\n")
     if mem_rows:
