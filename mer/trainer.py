@@ -364,17 +364,16 @@ class Trainer:
         sums = []  # per task: [loss summed over tokens, tokens]
         for task in self.sequence.tasks:
             total, count = 0.0, 0
-            n_batches = -(-len(task.eval_tokens) // size)
-            rounds = -(-n_batches // dist.world_size) if self.sharded else None
-            starts = list(range(dist.rank * size, len(task.eval_tokens), dist.world_size * size))
-            padding = [0] * (rounds - len(starts)) if rounds is not None else []
-            for start, counted in [(s, True) for s in starts] + [(s, False) for s in padding]:
-                blocks = task.eval_tokens[start:start + size]
+            starts: list[int | None] = list(range(dist.rank * size, len(task.eval_tokens), dist.world_size * size))
+            if self.sharded:  # as many forwards as rank 0, which has the most batches; None: uncounted
+                starts += [None] * (len(range(0, len(task.eval_tokens), dist.world_size * size)) - len(starts))
+            for start in starts:
+                blocks = task.eval_tokens[start or 0:(start or 0) + size]
                 batch = torch.from_numpy(blocks.astype(np.int64)).to(self.device)  # [b, T+1]
                 with self._autocast():
                     logits = self.model(input_ids=batch[:, :-1]).logits  # [b, T, V]
                     loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum")
-                if counted:
+                if start is not None:
                     total += loss.item()
                     count += batch[:, 1:].numel()
             sums.append([total, count])

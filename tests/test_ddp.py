@@ -249,14 +249,20 @@ def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(
     assert steps == list(range(1, len(steps) + 1))  # continued where it stopped, every step logged once
 
 
-@pytest.mark.slow
-def test_compile_gives_the_same_losses(small_bible, tmp_path):
+def _runs_with_and_without(flag: str, small_bible, tmp_path: Path, budget_tokens: int) -> list[dict]:
+    """Summaries of the tiny run with `flag` false, then true (run directories tmp_path/False|True/run)."""
     from mer.runner import run_training
 
     summaries = []
-    for flag in (False, True):
-        cfg = tiny_run_config(small_bible[0], tmp_path / str(flag), budget_tokens=256, compile=flag)
+    for value in (False, True):
+        cfg = tiny_run_config(small_bible[0], tmp_path / str(value), budget_tokens=budget_tokens, **{flag: value})
         summaries.append(run_training(cfg, "run", _resolved(cfg)))
+    return summaries
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_losses(small_bible, tmp_path):
+    summaries = _runs_with_and_without("compile", small_bible, tmp_path, budget_tokens=256)
     assert _flat(summaries[1]["loss_matrix"]) == pytest.approx(_flat(summaries[0]["loss_matrix"]), rel=1e-4)
 
 
@@ -376,12 +382,7 @@ def test_new_config_fields_are_checked():
 
 
 def test_activation_checkpointing_gives_the_same_losses(small_bible, tmp_path):
-    from mer.runner import run_training
-
-    summaries = []
-    for flag in (False, True):
-        cfg = tiny_run_config(small_bible[0], tmp_path / str(flag), budget_tokens=512, activation_checkpointing=flag)
-        summaries.append(run_training(cfg, "run", _resolved(cfg)))
+    summaries = _runs_with_and_without("activation_checkpointing", small_bible, tmp_path, budget_tokens=512)
     assert _flat(summaries[1]["loss_matrix"]) == pytest.approx(_flat(summaries[0]["loss_matrix"]), rel=1e-5)
     train = [_records(tmp_path / str(flag) / "run", "train") for flag in (False, True)]
     assert all(isinstance(r["loss"], float) for r in train[0])
