@@ -13,11 +13,11 @@ ranks read disjoint blocks, and the position (the whole state) is the same on ev
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from mer.budget import new_blocks_needed, steps_per_task
 from mer.data.corpus import DataError
 from mer.data.shards import ShardInfo
 
@@ -180,17 +180,11 @@ class TaskSequence:
         if len(tokenizer_hashes) != 1:
             raise DataError("the tasks' shards were made with different tokenizers; prepare them together")
         self.tasks: list[Task] = []
-        for index, (info, budget) in enumerate(zip(shards, budget_tokens, strict=True)):
+        all_steps = steps_per_task(budget_tokens, budget_steps, seq_len, new_blocks_per_step, replay_blocks_per_step,
+                                   replay_current_task)
+        for index, (info, steps) in enumerate(zip(shards, all_steps, strict=True)):
             stream = TaskStream(info.tokens("train"), seq_len, seed, index, allow_repeat, rank, world_size, info.name)
-            if budget_steps is not None:
-                steps = budget_steps
-            else:
-                steps = math.ceil(budget / (seq_len * new_blocks_per_step))
-            needed = steps * new_blocks_per_step
-            if index == 0 and replay_blocks_per_step:
-                # Until the buffer holds enough to replay from, replay slots are filled with new blocks:
-                # one step's worth, or the whole first task when replay may not draw from the current task.
-                needed += replay_blocks_per_step * (1 if replay_current_task else steps)
+            needed = new_blocks_needed(index, steps, new_blocks_per_step, replay_blocks_per_step, replay_current_task)
             if needed > stream.n_blocks and not allow_repeat:
                 raise DataError(
                     f"task {info.name!r}: the budget needs {needed} blocks ({needed * seq_len:,} tokens) but the task "

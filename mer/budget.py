@@ -1,0 +1,57 @@
+"""Optimizer steps per task from the budgets: one pure function, used by the config checks and the data.
+
+The budget of a task is tokens of NEW data (`data.budget_tokens`, or a task's own `budget_tokens`), or
+optimizer steps (`data.budget_steps`, the same for every task). A step trains `B = optim.batch_size`
+sequences of `model.seq_len` tokens, of which `n_new = round((1 - alpha) * B)` are new and the rest replayed,
+so a token budget gives
+
+    steps = ceil(budget_tokens / (seq_len * n_new))
+
+steps. One exception: with `buffer.replay_current_task=false` nothing can be replayed during the first task
+(the buffer holds no earlier task yet), so its replay slots are filled with new data and every step of task 0
+trains B new sequences: `steps_0 = ceil(budget_tokens / (seq_len * B))`, which keeps task 0 at its new-token
+budget instead of spending up to 1/(1-alpha) times it.
+
+The number of steps is what decides whether Reptile can fire (`mer.config.check_reptile_fires`): with the
+anchor reset at each task start, an interpolation needs `k` steps inside one task.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def steps_per_task(
+    budget_tokens: Sequence[int | None],
+    budget_steps: int | None,
+    seq_len: int,
+    n_new: int,
+    n_replay: int,
+    replay_current_task: bool = True,
+) -> list[int]:
+    """Optimizer steps of every task, in order (see the module docstring for the formula).
+
+    `budget_tokens[i]` is task i's resolved new-token budget (None when `budget_steps` is set).
+    """
+    if budget_steps is not None:
+        return [int(budget_steps)] * len(budget_tokens)
+    steps = []
+    for index, budget in enumerate(budget_tokens):
+        if budget is None:
+            raise ValueError(f"task {index} has no token budget and data.budget_steps is null")
+        first_without_replay = index == 0 and n_replay > 0 and not replay_current_task
+        per_step = seq_len * (n_new + n_replay if first_without_replay else n_new)
+        steps.append(math.ceil(budget / per_step))
+    return steps
+
+
+def new_blocks_needed(task_index: int, steps: int, n_new: int, n_replay: int, replay_current_task: bool) -> int:
+    """New blocks a task reads over its `steps` steps (for the check against the data it has).
+
+    In task 0 the replay slots are filled with new blocks until the buffer can replay: for one step when the
+    current task may be replayed (the buffer then holds the first step's blocks), for every step when not.
+    """
+    if task_index == 0 and n_replay:
+        return steps * (n_new + n_replay) if not replay_current_task else steps * n_new + n_replay
+    return steps * n_new
