@@ -32,7 +32,8 @@ class RunData:
     path: Path
     name: str
     settings: dict[str, Any]
-    """alpha, k, eps, seed, model (preset name), tasks (list of task names), reptile (bool)."""
+    """alpha, k, eps, seed, model (preset name), tasks (list of task names), reptile (bool: interpolations
+    happened), reptile_steps (their number, None if unknown), reptile_configured (k > 0 and eps < 1)."""
     records: list[dict[str, Any]]
     """metrics.jsonl records (train and eval) after resume cleanup, in order."""
     summary: dict[str, Any] | None
@@ -56,6 +57,9 @@ def read_run(path: Path) -> RunData:
     summary = _read_summary(path / SUMMARY_FILE, problems)
     records = _read_metrics(path / METRICS_FILE, problems)
     settings = run_settings(config, summary, records)
+    if settings["reptile_configured"] and not settings["reptile"]:
+        problems.append(f"Reptile was configured (k={settings['k']}, eps={settings['eps']:g}) but never interpolated: "
+                        "counted as Reptile off")
     if not settings["tasks"]:
         problems.append("task sequence unknown: config.yaml has no data.tasks and there is no evaluation")
     name = str(summary.get("run_name")) if summary and summary.get("run_name") else path.name
@@ -63,7 +67,12 @@ def read_run(path: Path) -> RunData:
 
 
 def run_settings(config: dict[str, Any], summary: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The knobs the analysis groups by. Reptile is on when k > 0 and eps < 1 (eps = 1 is a no-op)."""
+    """The knobs the analysis groups by.
+
+    "Reptile" means what happened, not what was asked for: the run counts as Reptile when it interpolated
+    at least once (summary.json's totals, else the last metrics record's running count). Only a run that
+    recorded no count at all (written before the count existed) falls back to the config: k > 0 and eps < 1.
+    """
     alpha = _float(config.get("alpha"), default=0.0)
     k = int(_float(config.get("k"), default=0.0) or 0)
     eps = _float(config.get("eps"), default=1.0)
@@ -79,6 +88,8 @@ def run_settings(config: dict[str, Any], summary: dict[str, Any] | None, records
         first = next((r for r in records if r.get("event") == "eval" and isinstance(r.get("val_loss"), dict)), None)
         tasks = list(first["val_loss"]) if first else []
     seed = config.get("seed")
+    configured = bool(k > 0 and eps < 1.0)
+    steps = reptile_steps(summary, records)
     return {
         "alpha": alpha,
         "k": k,
@@ -86,8 +97,21 @@ def run_settings(config: dict[str, Any], summary: dict[str, Any] | None, records
         "seed": int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) else -1,
         "model": model_name,
         "tasks": tasks,
-        "reptile": bool(k > 0 and eps < 1.0),
+        "reptile": configured if steps is None else steps > 0,
+        "reptile_steps": steps,
+        "reptile_configured": configured,
     }
+
+
+def reptile_steps(summary: dict[str, Any] | None, records: list[dict[str, Any]]) -> int | None:
+    """Reptile interpolations the run did: summary totals, else the last metrics record; None if neither says."""
+    totals = (summary or {}).get("totals")
+    if isinstance(totals, dict) and isinstance(totals.get("reptile_steps"), int | float):
+        return int(totals["reptile_steps"])
+    for rec in reversed(records):
+        if isinstance(rec.get("reptile_steps"), int | float):
+            return int(rec["reptile_steps"])
+    return None
 
 
 def clean_resumed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

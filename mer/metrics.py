@@ -21,12 +21,13 @@ Definitions (tasks ``j = 0..n-1``; see the design notes):
 - ``L_after(j)``: loss of task j at task j's boundary evaluation.
 - ``L_end(j)``: loss of task j at the boundary evaluation of the last task.
 - learned loss (plasticity) = mean_j L_after(j); retained loss (stability) = mean_j L_end(j).
-- forgetting of task j = L_end(j) - min of task j's loss over the evaluations with
-  ``eval_task_index >= j`` (from the start of task j on); always >= 0.
+- forgetting of task j = L_end(j) - min of task j's loss over the evaluations from the start of
+  task j on: the boundary evaluation of task j-1 (the weights task j starts from) and every
+  evaluation with ``eval_task_index >= j``; always >= 0.
   The forgetting score is the mean over j < n-1 (the last task has had no time to be forgotten).
 - backward transfer = mean over j < n-1 of L_after(j) - L_end(j) (positive = later tasks helped).
 - forgetting curve: at each evaluation e, the mean over started tasks j <= eval_task_index[e]
-  of (loss now - best loss of task j since the start of task j).
+  of (loss now - best loss of task j since the start of task j, as for forgetting).
 
 With a single task the forgetting score and backward transfer are means over no tasks: NaN.
 Non-finite losses (a diverged run) propagate as NaN; they are not an input error.
@@ -45,6 +46,7 @@ __all__ = [
     "learned_loss",
     "retained_loss",
     "forgetting_per_task",
+    "since_task_start",
     "forgetting",
     "backward_transfer",
     "forgetting_curve",
@@ -150,7 +152,7 @@ def retained_loss(losses: np.ndarray, eval_task_index: np.ndarray, boundary: np.
 def forgetting_per_task(
     losses: np.ndarray, eval_task_index: np.ndarray, boundary: np.ndarray
 ) -> np.ndarray:
-    """Per task j: L_end(j) - min of task j's loss over evaluations with eval_task_index >= j.
+    """Per task j: L_end(j) - min of task j's loss since the start of task j (see `since_task_start`).
 
     Shape [n_tasks]. The minimum includes L_end(j) itself, so values are >= 0 (for finite losses).
     Measured against the best loss ever reached, not L_after, because a task can keep improving
@@ -159,8 +161,21 @@ def forgetting_per_task(
     losses, idx, bnd = validate(losses, eval_task_index, boundary)
     n_tasks = losses.shape[1]
     end = losses[boundary_rows(idx, bnd, n_tasks)[-1]]
-    best = np.array([np.min(losses[idx >= j, j]) for j in range(n_tasks)])
+    since_start = since_task_start(idx, bnd, n_tasks)  # [n_evals, n_tasks]
+    best = np.array([np.min(losses[since_start[:, j], j]) for j in range(n_tasks)])
     return end - best
+
+
+def since_task_start(eval_task_index: np.ndarray, boundary: np.ndarray, n_tasks: int) -> np.ndarray:
+    """Bool [n_evals, n_tasks]: whether evaluation e was taken since the start of task j.
+
+    Task j starts from the weights of task j-1's boundary evaluation, so that evaluation counts, and so
+    does every evaluation with eval_task_index >= j (for task 0: from the first evaluation on).
+    """
+    idx = np.asarray(eval_task_index, dtype=int)[:, None]  # [n_evals, 1]
+    bnd = np.asarray(boundary, dtype=bool)[:, None]
+    tasks = np.arange(n_tasks)[None, :]  # [1, n_tasks]
+    return (idx >= tasks) | (bnd & (idx == tasks - 1))
 
 
 def forgetting(losses: np.ndarray, eval_task_index: np.ndarray, boundary: np.ndarray) -> float:
@@ -179,13 +194,13 @@ def forgetting_curve(losses: np.ndarray, eval_task_index: np.ndarray, boundary: 
     """Forgetting over time, shape [n_evals]; needs no boundary, so it works on running runs too.
 
     At evaluation e with t = eval_task_index[e]: mean over j <= t of
-    ``losses[e, j] - min(losses[s_j..e, j])``, where s_j is the first evaluation with
-    eval_task_index >= j (the best loss of task j since its training started).
+    ``losses[e, j] - min(losses[s_j..e, j])``, where s_j is the boundary evaluation of task j-1 (the
+    first evaluation for task 0): the best loss of task j since its training started.
     """
-    losses, idx, _ = validate(losses, eval_task_index, boundary)
+    losses, idx, bnd = validate(losses, eval_task_index, boundary)
     n_evals, n_tasks = losses.shape
     started = idx[:, None] >= np.arange(n_tasks)[None, :]  # [n_evals, n_tasks]
-    masked = np.where(started, losses, np.inf)
+    masked = np.where(since_task_start(idx, bnd, n_tasks), losses, np.inf)
     best_so_far = np.minimum.accumulate(masked, axis=0)  # inf before a task starts
     gap = np.where(started, losses - best_so_far, 0.0)
     return gap.sum(axis=1) / started.sum(axis=1)

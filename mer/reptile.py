@@ -109,6 +109,19 @@ class Reptile:
             return False
         if step - self.anchor_step < self.cfg.k:
             return False
+        self._interpolate(step)
+        return True
+
+    @torch.no_grad()
+    def step_partial_window(self, step: int) -> bool:
+        """Interpolate now if any step (fewer than k) has passed since the anchor: the last, shorter window of a
+        task (`reptile_at_task_end`). True if it did."""
+        if not self.active or self.anchor_step is None or step <= self.anchor_step:
+            return False
+        self._interpolate(step)
+        return True
+
+    def _interpolate(self, step: int) -> None:
         eps = self.cfg.eps
         for a, w in zip(self.anchor, self._weights()):
             a_dev = a.to(w.device, non_blocking=False)  # [same shape as w]
@@ -117,7 +130,6 @@ class Reptile:
             a.copy_(w)  # the new anchor is the interpolated weights
         self.anchor_step = step
         self.n_steps += 1
-        return True
 
     def state_dict(self) -> dict:
         """Anchor tensors (the live ones, not copies: a 6B anchor is 24 GB), anchor step, step count.

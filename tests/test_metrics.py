@@ -11,12 +11,14 @@ from mer import metrics
 
 # Three tasks, two evaluations per task. Values a task has BEFORE its training starts are set
 # deliberately low (0.1, 0.5) so that a metric which wrongly looks at them gives a different number.
+# A task starts from the weights of the previous task's boundary evaluation, so that one counts
+# (task 1's 1.7 at e1 is its best loss since its start).
 LOSSES = np.array(
     [
-        [5.0, 6.0, 7.0],  # e0: step 0, training task 0
-        [2.0, 0.1, 6.5],  # e1: boundary of task 0 -> L_after(0) = 2
-        [2.5, 3.0, 6.0],  # e2: training task 1
-        [3.0, 2.0, 0.5],  # e3: boundary of task 1 -> L_after(1) = 2
+        [5.0, 0.1, 7.0],  # e0: step 0, training task 0
+        [2.0, 1.7, 6.5],  # e1: boundary of task 0 -> L_after(0) = 2; task 1 starts here
+        [2.5, 3.0, 0.5],  # e2: training task 1
+        [3.0, 2.0, 6.0],  # e3: boundary of task 1 -> L_after(1) = 2; task 2 starts here
         [2.8, 1.8, 3.0],  # e4: training task 2 (task 1 keeps improving after its boundary)
         [3.5, 2.2, 1.5],  # e5: boundary of task 2 -> L_after(2) = 1.5, L_end = this row
     ]
@@ -36,10 +38,18 @@ def test_learned_and_retained_loss() -> None:
 
 
 def test_forgetting_uses_best_loss_since_task_start() -> None:
-    # task 0: 3.5 - min(all) = 3.5 - 2.0; task 1: 2.2 - 1.8 (e4, after its boundary, not 0.1 at
-    # e1 before it started); task 2: 1.5 - 1.5 (not 0.5 at e3 before it started).
-    np.testing.assert_allclose(metrics.forgetting_per_task(LOSSES, TASK, BOUNDARY), [1.5, 0.4, 0.0])
-    assert metrics.forgetting(LOSSES, TASK, BOUNDARY) == pytest.approx((1.5 + 0.4) / 2)
+    # task 0: 3.5 - min(all) = 3.5 - 2.0; task 1: 2.2 - 1.7 (e1, the boundary of task 0 it starts from,
+    # not 0.1 at e0 before it started); task 2: 1.5 - 1.5 (not 0.5 at e2 before it started).
+    np.testing.assert_allclose(metrics.forgetting_per_task(LOSSES, TASK, BOUNDARY), [1.5, 0.5, 0.0])
+    assert metrics.forgetting(LOSSES, TASK, BOUNDARY) == pytest.approx((1.5 + 0.5) / 2)
+
+
+def test_forgetting_counts_the_start_of_a_task() -> None:
+    """The minimum starts at the previous task's boundary evaluation: the weights the task starts from."""
+    losses = np.array([[4.0, 9.0], [3.0, 1.0], [3.5, 2.0], [3.6, 2.5]])  # task 1 is best before its first step
+    task, boundary = np.array([0, 0, 1, 1]), np.array([False, True, False, True])
+    np.testing.assert_allclose(metrics.forgetting_per_task(losses, task, boundary), [0.6, 1.5])
+    np.testing.assert_allclose(metrics.forgetting_curve(losses, task, boundary), [0.0, 0.0, 0.75, 1.05])
 
 
 def test_backward_transfer_uses_l_after() -> None:
@@ -48,21 +58,21 @@ def test_backward_transfer_uses_l_after() -> None:
 
 
 def test_forgetting_curve_exact() -> None:
-    expected = [0.0, 0.0, (0.5 + 0.0) / 2, (1.0 + 0.0) / 2, (0.8 + 0.0 + 0.0) / 3, (1.5 + 0.4 + 0.0) / 3]
+    expected = [0.0, 0.0, (0.5 + 1.3) / 2, (1.0 + 0.3) / 2, (0.8 + 0.1 + 0.0) / 3, (1.5 + 0.5 + 0.0) / 3]
     np.testing.assert_allclose(metrics.forgetting_curve(LOSSES, TASK, BOUNDARY), expected)
 
 
 def test_forgetting_curve_needs_no_boundary() -> None:
     """A running run (only the first three evaluations) still has a curve."""
     curve = metrics.forgetting_curve(LOSSES[:3], TASK[:3], BOUNDARY[:3])
-    np.testing.assert_allclose(curve, [0.0, 0.0, 0.25])
+    np.testing.assert_allclose(curve, [0.0, 0.0, 0.9])
 
 
 def test_summary_metrics_keys_and_names() -> None:
     out = metrics.summary_metrics(LOSSES, TASK, BOUNDARY, task_names=["en", "fr", "de"])
     assert set(out) == {"learned_loss", "retained_loss", "forgetting", "backward_transfer", "forgetting_per_task"}
-    assert out["forgetting_per_task"] == pytest.approx({"en": 1.5, "fr": 0.4, "de": 0.0})
-    assert out["forgetting"] == pytest.approx(0.95)
+    assert out["forgetting_per_task"] == pytest.approx({"en": 1.5, "fr": 0.5, "de": 0.0})
+    assert out["forgetting"] == pytest.approx(1.0)
     assert out["backward_transfer"] == pytest.approx(-0.85)
     assert isinstance(out["learned_loss"], float)
     default = metrics.summary_metrics(LOSSES, TASK, BOUNDARY)

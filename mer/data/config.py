@@ -110,8 +110,10 @@ class DataConfig:
     """Alternative budget: optimizer steps per task."""
     allow_repeat: bool = False
     """Allow a budget larger than a task's training data (the stream then starts a new, reshuffled epoch)."""
-    eval_blocks: int = 32
-    """Held-out blocks per task evaluated at every evaluation (the same fixed blocks every time)."""
+    eval_tokens: int | None = None
+    """Held-out span of every task: its validation split's first this many tokens, the same for every model
+    whatever its seq_len (null: the whole split). Longer than a task's split is refused before training.
+    Replaces data.eval_blocks (blocks of seq_len + 1 tokens, which gave models of other seq_len other text)."""
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -125,5 +127,11 @@ class DataConfig:
             raise ValueError(f"data.budget_tokens={self.budget_tokens} must be >= 1")
         if self.budget_steps is not None and self.budget_steps < 1:
             raise ValueError(f"data.budget_steps={self.budget_steps} must be >= 1")
-        if self.eval_blocks < 1:
-            raise ValueError(f"data.eval_blocks={self.eval_blocks} must be >= 1")
+        per_task = [t.name for t in self.tasks if t.budget_tokens is not None]
+        if self.budget_steps is not None and per_task:
+            raise ValueError(f"data.budget_steps={self.budget_steps} is set together with a per-task budget_tokens "
+                             f"(tasks {per_task}): a budget is either steps (the same for every task) or tokens; "
+                             "drop data.budget_steps, or the tasks' budget_tokens")
+        if self.eval_tokens is not None and self.eval_tokens < 2:
+            raise ValueError(f"data.eval_tokens={self.eval_tokens} must be >= 2 (one target needs a token before it), "
+                             "or null to evaluate on each task's whole validation split")
