@@ -103,6 +103,8 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
     tasks: list[str] = s["tasks"]
     summary = run.summary or {}
     problems = list(run.problems)
+    # What the losses were measured on (mer.evaluation); None for runs from before the fingerprint.
+    fingerprint = summary.get("eval_fingerprint_id")
     base: dict[str, Any] = {
         "run_id": run_id,
         "run_name": run.name,
@@ -113,12 +115,14 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
         "k": s["k"],
         "eps": s["eps"],
         "reptile": s["reptile"],
+        "reptile_steps": s["reptile_steps"],
         "seed": s["seed"],
         "task_sequence": ">".join(tasks),
         "n_tasks": len(tasks),
         "n_params": _num(summary.get("n_params")),
         "n_params_nonembedding": _num(summary.get("n_params_nonembedding")),
         "status": str(summary.get("status", "unknown")),
+        "eval_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
     }
 
     evals = run.evals

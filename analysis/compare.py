@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis.bootstrap import percentile_interval
 from analysis.families import METRIC_WORDS, X_COL, FamilyFit, add_setting_columns
+from analysis.fingerprints import COLUMN, check_same_evaluation
 from analysis.powerlaw import invert_power_law
 
 
@@ -58,10 +59,16 @@ def compare_with_scaling(runs: pd.DataFrame, no_replay: FamilyFit, *, seed: int 
     """Compare every setting of `runs` that is not in the no-replay family (alpha > 0 or Reptile on).
 
     `runs` are usable runs of one task sequence; `no_replay` is the no-replay family's fit of the
-    metric to compare on (its bootstrap, if any, gives the interval).
+    metric to compare on (its bootstrap, if any, gives the interval). Raises
+    `analysis.fingerprints.MixedEvaluations` when the settings' runs and the fit's runs were scored on
+    different evaluations.
     """
     runs = add_setting_columns(runs)
     others = runs[(runs["alpha"] > 0) | runs["reptile"].astype(bool)]
+    fitted = pd.DataFrame({"run_id": no_replay.points["run_id"], COLUMN: no_replay.eval_fingerprint})
+    everyone = pd.concat([others.reindex(columns=["run_id", COLUMN]), fitted], ignore_index=True)
+    check_same_evaluation(everyone.drop_duplicates("run_id"),
+                          f"compare replay with scaling on {METRIC_WORDS[no_replay.metric]}")
     out: list[Comparison] = []
     rng = np.random.default_rng(seed)
     for (model, alpha, k, eps), grp in others.groupby(["model", "alpha", "k_eff", "eps_eff"], sort=True):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.bootstrap import Bootstrap, bootstrap_fit
+from analysis.fingerprints import check_same_evaluation
 from analysis.powerlaw import FitResult, fit_power_law
 
 X_COL = "flops_per_new_token"
@@ -39,6 +40,8 @@ class FamilyFit:
     """Columns run_id, x, y, stratum (the model size for the no-replay family, alpha otherwise)."""
     fit: FitResult
     boot: Bootstrap | None
+    eval_fingerprint: str = "unknown"
+    """The evaluation fingerprint all the family's runs share ("unknown": runs without one)."""
 
     @property
     def name(self) -> str:
@@ -98,7 +101,10 @@ def fit_family(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> FamilyFit:
-    """Fit `metric` ~ E + A x^-b over the family's runs (x = `x_col`); bootstrap over runs within `stratum` groups."""
+    """Fit `metric` ~ E + A x^-b over the family's runs (x = `x_col`); bootstrap over runs within `stratum` groups.
+
+    Raises `analysis.fingerprints.MixedEvaluations` when the runs were scored on different evaluations."""
+    fingerprint = check_same_evaluation(runs, f"fit {METRIC_WORDS.get(metric, metric)} for '{family}'")
     pts = pd.DataFrame(
         {"run_id": runs["run_id"].to_numpy(), "x": runs[x_col].to_numpy(dtype=float),
          "y": runs[metric].to_numpy(dtype=float), "stratum": runs[stratum].to_numpy()}
@@ -111,7 +117,7 @@ def fit_family(
             lambda idx, full: fit_power_law(x[idx], y[idx], init=full, n_starts=2),
             fit, pts["run_id"].to_numpy(), strata=pts["stratum"].to_numpy(), n_boot=n_boot, seed=seed, progress=progress,
         )
-    return FamilyFit(family, metric, x_col, pts, fit, boot)
+    return FamilyFit(family, metric, x_col, pts, fit, boot, fingerprint)
 
 
 def fit_summary(ff: FamilyFit) -> dict:
@@ -131,6 +137,7 @@ def fit_summary(ff: FamilyFit) -> dict:
         "n_boot": 0 if ff.boot is None else int(ff.boot.thetas.shape[0]),
         "n_boot_failed": 0 if ff.boot is None else ff.boot.n_failed,
         "objective": _json_float(ff.fit.objective),
+        "eval_fingerprint": ff.eval_fingerprint,
     }
 
 

@@ -6,8 +6,9 @@
 Writes into <dir>: data/ (runs and evals as CSV and Parquet), tables/ (Markdown and LaTeX),
 figures/ (PNG and PDF), fits.json (every fit and comparison), report.md (ties them together) and,
 if anything went wrong inside the analysis, errors.log. Every problem (no runs, mixed task
-sequences, too few points, a fit that does not converge, a figure that cannot be drawn) becomes a
-message in report.md that names it and the fix, and the rest of the report is still produced.
+sequences, runs scored on different evaluations (refused: no fit, no comparison), too few points, a fit
+that does not converge, a figure that cannot be drawn) becomes a message in report.md that names it and
+the fix, and the rest of the report is still produced.
 Exit status: 0 when a report was written from at least one run, 1 when no run was found.
 """
 
@@ -30,6 +31,7 @@ from analysis import figures, tables
 from analysis.collect import Collection, collect, write_tables
 from analysis.compare import Comparison, compare_with_scaling
 from analysis.families import METRIC_WORDS, METRICS, NO_REPLAY, FamilyFit, fit_family, fit_summary, no_replay_runs, replay_families
+from analysis.fingerprints import MixedEvaluations, check_same_evaluation
 
 
 @dataclass
@@ -139,6 +141,12 @@ def _select(rep: Report) -> None:
 def _fit_all(rep: Report, *, n_boot: int, seed: int, progress: bool) -> None:
     usable = rep.usable
     if usable.empty:
+        return
+    try:  # every fit and comparison combines these runs: refuse them all at once, with one explanation
+        check_same_evaluation(usable, "fit power laws or compare replay with scaling")
+    except MixedEvaluations as refused:
+        rep.problems.append(f"{refused}. The tables and figures below still show these runs side by side: "
+                            "read them with that in mind")
         return
     nr = no_replay_runs(usable)
     jobs: list[tuple[str, pd.DataFrame, str, str, str]] = []

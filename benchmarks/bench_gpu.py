@@ -160,7 +160,7 @@ def make_trainer(cfg: RunConfig, prepared: PreparedData, runs_dir: Path, name: s
     budgets = [t.budget_tokens or cfg.data.budget_tokens for t in cfg.data.tasks]
     sequence = TaskSequence(
         prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, cfg.data.budget_steps,
-        cfg.data.allow_repeat, cfg.data.eval_blocks,
+        cfg.data.allow_repeat, cfg.data.eval_tokens,
         replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
     )
     trainer = Trainer(cfg, sequence, len(prepared.tokenizer), Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir)))
@@ -495,8 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     task_tokens = args.task_tokens or (16_000_000 if cuda else 2_000_000)
     seq_lens = [bench.seq_len or get_preset(m).seq_len for m in models]
-    eval_blocks = 2  # the trainers need held-out blocks; nothing is evaluated here
-    val_tokens = eval_blocks * (max(seq_lens) + 1)
+    val_tokens = 2 * (max(seq_lens) + 1)  # the trainers need a held-out span; nothing is evaluated here
     if task_tokens < 4 * bench.batch * (max(seq_lens) + 1):
         raise SystemExit(f"--task-tokens {task_tokens:,} holds fewer than 4 batches of "
                          f"{max(seq_lens) + 1}-token blocks")
@@ -512,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             vocab = args.vocab or PRESET_VOCAB[get_preset(model).name]  # get_preset refuses unknown names
             if vocab not in prepared_by_vocab:
                 log(f"writing {N_TASKS} synthetic tasks of {task_tokens:,} tokens at vocab {vocab} in {data_root} ...")
-                data = synthetic_data_config(data_root, vocab, N_TASKS, task_tokens, val_tokens, eval_blocks)
+                data = synthetic_data_config(data_root, vocab, N_TASKS, task_tokens, val_tokens)
                 prepared_by_vocab[vocab] = (data, prepare_data(data))
             data, prepared = prepared_by_vocab[vocab]
             results.append(bench_model(bench, model, prepared, data, scratch / "runs"))

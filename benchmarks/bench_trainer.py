@@ -14,7 +14,7 @@ step     tokens/s of `Trainer.train_step` (alpha=0, k=0: the trainer's per-step 
          checkpoint) against a minimal PyTorch loop: the same `build_model` model and seed, the same
          AdamW from `build_optimizer`, the same blocks of the same shard read with numpy, cross-entropy,
          clip, step, zero_grad, nothing else. Ratio trainer/plain, target >= 0.95.
-fit      a short `Trainer.fit()` (alpha=0, k=0) with the default config's intervals (eval every 50
+fit      a short `Trainer.fit()` (alpha=0, k=0) with the default config's intervals (eval every 100
          steps, log every 25, checkpoint every 500, plus the initial and task-boundary evaluations and
          the boundary checkpoint) and the default budget of 200,000 new tokens per task, against the
          plain loop doing the same number of steps. With 1 task (default `--fit-tasks`) a run has the
@@ -70,7 +70,7 @@ def run_config(model: str, batch: int, alpha: float, k: int, prefetch: bool, dat
         alpha=alpha, k=k, eps=0.1, seed=0, model=model_cfg,
         data=DataConfig(data_dir=data_dir),
         optim=OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=batch),  # conf/optim/default.yaml
-        eval=EvalConfig(every=50, batch_size=32),  # conf/eval/default.yaml
+        eval=EvalConfig(),  # conf/eval/default.yaml: every 100 steps, each task's whole validation split
         buffer=BufferConfig(policy="all", storage="reference", prefetch=prefetch),
         runs_dir=runs_dir, checkpoint_every=500, log_every=25, device="cpu",
     )
@@ -82,7 +82,7 @@ def task_sequence(cfg: RunConfig, prepared, n_tasks: int | None = None, budget_s
     shards = prepared.shards[:n_tasks]
     budgets = [DEFAULT_BUDGET_TOKENS] * len(shards)
     return TaskSequence(shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, budget_steps,
-                        allow_repeat, cfg.data.eval_blocks, replay_blocks_per_step=cfg.n_replay_per_step,
+                        allow_repeat, cfg.data.eval_tokens, replay_blocks_per_step=cfg.n_replay_per_step,
                         replay_current_task=cfg.buffer.replay_current_task)
 
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
               "median (min-max) over interleaved rounds\n")
         print(table_step(steps_results) + "\n")
     if fit_results:
-        print("### Short fit() with the default intervals (eval every 50, log every 25, checkpoint every 500, "
+        print("### Short fit() with the default intervals (eval every 100, log every 25, checkpoint every 500, "
               "initial + boundary evals, boundary checkpoint) vs the plain loop, same steps\n")
         print(table_fit(fit_results, steps_results) + "\n")
     if "reptile" in args.parts:

@@ -58,7 +58,7 @@ def write_tokens(path: Path, n_tokens: int, vocab: int, seed: list[int]) -> None
 
 
 def synthetic_data_config(root: Path, vocab: int, n_tasks: int, train_tokens: int, val_tokens: int,
-                          eval_blocks: int, seed: int = 0) -> DataConfig:
+                          seed: int = 0) -> DataConfig:
     """Write (or reuse) `n_tasks` random tasks under `root` and return their `DataConfig`.
 
     The budget is in steps and repeats are allowed: a benchmark runs as many steps as it likes over
@@ -77,4 +77,4 @@ def synthetic_data_config(root: Path, vocab: int, n_tasks: int, train_tokens: in
         tasks.append(TaskConfig(name=name, language="und", source="tokens", train_files=[str(train)],
                                 val_files=[str(val)]))
     return DataConfig(tasks=tasks, data_dir=str(root / "cache"), tokenizer=TokenizerConfig(path=str(tokenizer_dir)),
-                      budget_tokens=None, budget_steps=1_000_000, allow_repeat=True, eval_blocks=eval_blocks)
+                      budget_tokens=None, budget_steps=1_000_000, allow_repeat=True)

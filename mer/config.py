@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mer.budget import min_budget_tokens_for, reptile_refusal, steps_per_task
 from mer.data.config import DataConfig
 from mer.model import PRESETS, ModelConfig
 from mer.replay import BufferConfig
@@ -22,16 +23,41 @@ T = TypeVar("T")
 class EvalConfig:
     """When and how the held-out loss of every task is measured."""
 
-    every: int = 50
+    every: int = 100
     """Evaluate every this many optimizer steps (and always at step 0 and at each task boundary)."""
     batch_size: int = 32
-    """Held-out blocks per forward pass."""
+    """Windows per forward pass."""
+    context: int | None = None
+    """Tokens the model sees per scoring window; null = model.seq_len. At most model.seq_len. Runs compared
+    in one analysis must share it (and data.eval_tokens): it is part of the evaluation fingerprint."""
+    stride: int | None = None
+    """Tokens between consecutive windows, in [1, context]; null = context (disjoint windows). A smaller
+    stride gives every scored token at least context - stride tokens of context, at context/stride times the cost."""
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"eval.every={self.every} must be >= 1")
         if self.batch_size < 1:
             raise ValueError(f"eval.batch_size={self.batch_size} must be >= 1")
+        if self.context is not None and self.context < 1:
+            raise ValueError(f"eval.context={self.context} must be >= 1, or null for model.seq_len")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"eval.stride={self.stride} must be >= 1, or null for eval.context")
+        if self.context is not None and self.stride is not None and self.stride > self.context:
+            raise ValueError(f"eval.stride={self.stride} is larger than eval.context={self.context}: windows would "
+                             f"skip tokens; use a stride in [1, {self.context}] or null")
+
+    def windows(self, seq_len: int) -> tuple[int, int]:
+        """(context, stride) actually used for a model of `seq_len`; refuses a context the model cannot take."""
+        context = seq_len if self.context is None else self.context
+        if context > seq_len:
+            raise ValueError(f"eval.context={context} is longer than model.seq_len={seq_len}, the longest sequence "
+                             f"the model is built for; use eval.context <= {seq_len} (or null for {seq_len})")
+        stride = context if self.stride is None else self.stride
+        if stride > context:
+            raise ValueError(f"eval.stride={stride} is larger than the evaluation context {context} "
+                             f"(eval.context={self.context}, model.seq_len={seq_len}); use a stride in [1, {context}]")
+        return context, stride
 
 
 @dataclass
@@ -60,6 +86,9 @@ class RunConfig:
     """Where the Reptile anchor lives ("cpu" keeps accelerator memory free)."""
     reptile_reset_each_task: bool = True
     """Take a fresh Reptile anchor at the start of every task (else only at the start of training)."""
+    reptile_at_task_end: bool = False
+    """Also interpolate at the end of every task when fewer than k steps have passed since the anchor (the last,
+    shorter window), so that every task gets at least one interpolation. Off by default, as in the paper's code."""
     runs_dir: str = "runs"
     """Parent folder of run directories."""
     run_name: str | None = None
@@ -118,11 +147,16 @@ class RunConfig:
             raise ValueError(f"precision={self.precision!r}: choose fp32 or bf16")
         if self.parallel not in PARALLEL_CHOICES:
             raise ValueError(f"parallel={self.parallel!r}: choose one of {list(PARALLEL_CHOICES)}")
-        for name in ("compile", "activation_checkpointing", "fsdp_on_cpu"):
+        refusal = self.reptile_refusal()
+        if refusal is not None:
+            raise ValueError(refusal)
+        for name in ("compile", "activation_checkpointing", "fsdp_on_cpu", "reptile_at_task_end",
+                     "reptile_reset_each_task"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.peak_flops is not None and not self.peak_flops > 0:
             raise ValueError(f"peak_flops={self.peak_flops!r} must be > 0 (FLOP/s of one device, e.g. 989e12) or null")
+        self.eval.windows(self.model.seq_len)  # refuses eval.context > model.seq_len before any work
 
     @property
     def n_new_per_step(self) -> int:
@@ -132,6 +166,41 @@ class RunConfig:
     @property
     def n_replay_per_step(self) -> int:
         return self.optim.batch_size - self.n_new_per_step
+
+    @property
+    def task_steps(self) -> list[int]:
+        """Optimizer steps of every task, from the budgets (`mer.budget.steps_per_task`)."""
+        return steps_per_task(self.task_budgets, self.data.budget_steps, self.model.seq_len, self.n_new_per_step,
+                              self.n_replay_per_step, self.buffer.replay_current_task)
+
+    @property
+    def task_budgets(self) -> list[int | None]:
+        """Each task's new-token budget: its own budget_tokens, else data.budget_tokens (None with budget_steps)."""
+        return [t.budget_tokens or self.data.budget_tokens for t in self.data.tasks]
+
+    def reptile_refusal(self) -> str | None:
+        """Why Reptile with this k would never interpolate (`mer.budget.reptile_refusal`), or None."""
+        if not self.k or self.eps >= 1:
+            return None
+        names, steps = [t.name for t in self.data.tasks], self.task_steps
+        shape = (f"model.seq_len={self.model.seq_len} x {self.n_new_per_step} new sequences per step "
+                 f"(alpha={self.alpha:g}, optim.batch_size={self.optim.batch_size})")
+        if self.data.budget_steps is not None:
+            hint = f"data.budget_steps={self.data.budget_steps}"
+            need = self.k if self.reptile_reset_each_task else -(-self.k // len(steps))
+            fix = f"data.budget_steps>={need}"
+        else:
+            budgets = sorted({b for b in self.task_budgets if b is not None})
+            hint = (f"steps = ceil(budget_tokens / ({shape})) with budget_tokens"
+                    + (f"={budgets[0]}" if len(budgets) == 1 else f" in {budgets}"))
+            need = min_budget_tokens_for(self.k, len(steps), self.model.seq_len, self.n_new_per_step,
+                                         self.n_replay_per_step, self.buffer.replay_current_task,
+                                         self.reptile_reset_each_task)
+            per_task = any(t.budget_tokens is not None for t in self.data.tasks)
+            fix = (f"data.budget_tokens>={need}" + (" for every task (the tasks' own budget_tokens too)"
+                                                    if per_task else ""))
+        return reptile_refusal(self.k, self.eps, names, steps, self.reptile_reset_each_task,
+                               self.reptile_at_task_end, hint, fix)
 
 
 def register_configs() -> None:

@@ -4,7 +4,8 @@ Every model is a `transformers.LlamaForCausalLM` (RMSNorm, RoPE, SwiGLU MLP, no 
 from a `LlamaConfig` with `attn_implementation="sdpa"`. Two ladders of presets:
 
 * a CPU ladder for laptops and tests, counted at a vocabulary of 4096 (the size of a small
-  tokenizer trained on the built-in corpus), each trainable on 2 CPU cores;
+  tokenizer trained on the built-in corpus), each trainable on 2 CPU cores; its five sizes at seq_len
+  128 (`CPU_SCALING_LADDER`) span 1.85 decades of non-embedding parameters for `+sweep=replay_vs_scale`;
 * the paper's ladder (Abbes et al. 2025) at seq_len 2048. The paper gives layers / hidden / heads;
   the SwiGLU widths `d_ff` are chosen here so that the total parameter count lands near the name
   at the GPT-NeoX vocabulary padded to 50304 (the paper's code is a GPT-NeoX fork), untied
@@ -14,8 +15,11 @@ Parameter counts (`estimate_parameters`, equal to `count_parameters` of the buil
 
 | preset    | n_layer | d_model | n_head | d_ff  | seq_len | vocab | total      | non-embedding |
 | --------- | ------- | ------- | ------ | ----- | ------- | ----- | ---------- | ------------- |
+| cpu-0.3m  | 2       | 32      | 2      | 96    | 128     | 4096  | 0.289M     | 0.027M        |
 | cpu-0.5m  | 4       | 48      | 4      | 128   | 128     | 4096  | 0.504M     | 0.111M        |
+| cpu-1m    | 4       | 80      | 4      | 224   | 128     | 4096  | 0.974M     | 0.318M        |
 | cpu-2m    | 4       | 128     | 4      | 384   | 128     | 4096  | 1.902M     | 0.853M        |
+| cpu-3m    | 6       | 160     | 4      | 448   | 128     | 4096  | 3.217M     | 1.907M        |
 | cpu-8m    | 8       | 256     | 4      | 640   | 256     | 4096  | 8.131M     | 6.034M        |
 | cpu-30m   | 8       | 512     | 8      | 1408  | 256     | 4096  | 29.893M    | 25.699M       |
 | 99m       | 16      | 512     | 8      | 1408  | 2048    | 50304 | 102.9M     | 51.4M         |
@@ -117,9 +121,12 @@ def _preset(name: str, n_layer: int, d_model: int, n_head: int, d_ff: int, seq_l
 PRESETS: dict[str, ModelConfig] = {
     cfg.name: cfg
     for cfg in (
-        # CPU ladder (sizes at vocab 4096).
+        # CPU ladder (sizes at vocab 4096); cpu-0.3m..cpu-3m share seq_len 128 (`CPU_SCALING_LADDER`).
+        _preset("cpu-0.3m", 2, 32, 2, 96, 128),
         _preset("cpu-0.5m", 4, 48, 4, 128, 128),
+        _preset("cpu-1m", 4, 80, 4, 224, 128),
         _preset("cpu-2m", 4, 128, 4, 384, 128),
+        _preset("cpu-3m", 6, 160, 4, 448, 128),
         _preset("cpu-8m", 8, 256, 4, 640, 256),
         _preset("cpu-30m", 8, 512, 8, 1408, 256),
         # The paper's ladder (sizes at vocab 50304).
@@ -131,6 +138,10 @@ PRESETS: dict[str, ModelConfig] = {
     )
 }
 """Named model shapes; the vocabulary at which each size is quoted is in `PRESET_VOCAB`."""
+
+CPU_SCALING_LADDER: tuple[str, ...] = ("cpu-0.3m", "cpu-0.5m", "cpu-1m", "cpu-2m", "cpu-3m")
+"""The sizes of `+sweep=replay_vs_scale`: one seq_len (128), one tokenizer, 27k to 1.9M non-embedding
+parameters (1.85 decades), each small enough for a 2-core machine."""
 
 PRESET_VOCAB: dict[str, int] = {name: 4096 if name.startswith("cpu-") else 50304 for name in PRESETS}
 """Vocabulary size at which each preset's parameter count matches its name (see the module table)."""

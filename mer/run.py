@@ -1,18 +1,28 @@
 """Entry point: `python -m mer.run [overrides]` trains one run; `-m` sweeps (Hydra).
 
 Only assembles and calls: config -> validated dataclass -> run name -> `run_training`.
+
+A job that cannot run ends differently in a single run and in a multirun (`-m`): a single run prints the
+reason and exits with code 2; a multirun job raises instead (a `sys.exit` inside a job would end the whole
+multirun), so the sweeper records the failure and runs the other points. A config refused by the check is
+recorded as status "refused" in the point's summary.json (mer.refusal). Exit code 143 (a signal stopped the
+run after a checkpoint) stays an exit in both: it means "stop, requeue", not "this point failed".
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mer.config import RunConfig, register_configs, to_dataclass
+from mer.refusal import RunRefused, record_refusal
 from mer.run_dir import run_name_from_overrides
 from sweeps.plugins import register_hydra_plugins
 
@@ -25,12 +35,16 @@ log = logging.getLogger("mer.run")
 
 @hydra.main(config_path="pkg://mer.conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    run_cfg = to_dataclass(cfg, RunConfig)  # every check runs here, before any work
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    name = cfg.run_name or run_name_from_overrides(list(HydraConfig.get().overrides.task))
+    try:
+        run_cfg = to_dataclass(cfg, RunConfig)  # every check runs here, before any work
+    except ValueError as error:
+        refuse(cfg, name, str(error), multirun)
     if run_cfg.threads is not None:
         import torch
 
         torch.set_num_threads(run_cfg.threads)
-    name = run_cfg.run_name or run_name_from_overrides(list(HydraConfig.get().overrides.task))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     from mer.data.corpus import DataError
     from mer.runner import RunConfigMismatch, run_training
@@ -40,7 +54,23 @@ def main(cfg: DictConfig) -> dict:
         return run_training(run_cfg, name, resolved)
     except (DataError, RunConfigMismatch, TrainingStopped) as error:
         log.error("%s", error)
-        sys.exit(143 if "signal" in str(error) else 2)
+        if isinstance(error, TrainingStopped) and "signal" in str(error):
+            sys.exit(143)  # checkpointed: the launcher requeues, the sweep stops (resumed when launched again)
+        if multirun:
+            raise  # the sweeper records the failure (and its table the reason) and goes on
+        sys.exit(2)
+
+
+def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
+    """End a job whose config the check refused: recorded and raised in a multirun, exit 2 otherwise."""
+    if not multirun:
+        print(f"refused: {reason}", file=sys.stderr, flush=True)  # the reason alone, no traceback
+        sys.exit(2)
+    log.error("refused: %s", reason)
+    run_dir = Path(str(cfg.runs_dir)).expanduser() / name
+    if not record_refusal(run_dir, name, reason):
+        log.warning("%s already holds a run's summary.json; the refusal is not recorded there", run_dir)
+    raise RunRefused(reason)
 
 
 if __name__ == "__main__":

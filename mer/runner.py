@@ -26,6 +26,7 @@ from mer.config import RunConfig
 from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
+from mer.evaluation import eval_fingerprint, fingerprint_id
 from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
 from mer.sharding import check_parallel
 
@@ -62,8 +63,12 @@ def summarize(records: list[dict], tasks: list[str]) -> dict[str, Any]:
     losses = np.array([[r["val_loss"][t] for t in tasks] for r in evals])  # [n_evals, n_tasks]
     index = np.array([r["task_index"] for r in evals])
     boundary = np.array([r["boundary"] for r in evals])
+    # Interpolations done per task: the differences of the running count at the boundary evaluations.
+    at_boundaries = [0] + [int(r.get("reptile_steps", 0)) for r in evals if r["boundary"]]
+    reptile_per_task = dict(zip(tasks, np.diff(at_boundaries).tolist(), strict=True))
     return {"metrics": metric_maths.summary_metrics(losses, index, boundary, task_names=tasks),
-            "loss_matrix": metric_maths.loss_matrix(losses, index, boundary).tolist()}
+            "loss_matrix": metric_maths.loss_matrix(losses, index, boundary).tolist(),
+            "reptile_steps_per_task": reptile_per_task}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -135,7 +140,7 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
     # The global block order (world size 1): every rank knows all blocks of a step and reads its own rows.
     sequence = TaskSequence(
         prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, cfg.data.budget_steps,
-        cfg.data.allow_repeat, cfg.data.eval_blocks,
+        cfg.data.allow_repeat, cfg.data.eval_tokens,
         replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
     )
     if dist.is_main:
@@ -154,7 +159,12 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         "tokenizer_hash": prepared.tokenizer_hash, "metrics": None, "loss_matrix": None, "totals": None,
         "wall_time_s": 0.0, "versions": versions(), "world_size": dist.world_size,
         "sharded": sharded,
+        "steps_per_task": {t.name: t.steps for t in sequence.tasks},
     }
+    # Which tokens, windows and tokenizer the losses were measured on: the analysis compares only runs that agree.
+    fingerprint = eval_fingerprint(prepared.tokenizer_hash, *cfg.eval.windows(cfg.model.seq_len),
+                                   {task.name: task.eval_tokens for task in sequence.tasks})
+    summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
                         f"gives {prepared.tokenizer_hash}; the shards changed. Delete {run_dir} to start over")

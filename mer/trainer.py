@@ -40,6 +40,7 @@ from mer.checkpoint import begin_checkpoint, commit_checkpoint, find_checkpoint,
 from mer.config import RunConfig
 from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
+from mer.evaluation import plan_windows
 from mer.flops import FlopCounter, estimate_flops
 from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
@@ -276,6 +277,10 @@ class Trainer:
                                               "run the same command again to resume")
                     if pos.step % cfg.checkpoint_every == 0:
                         self.save()
+                # The task's last window, shorter than k (if any): interpolated only when asked for. Idempotent on
+                # a resume from a checkpoint of the task's last step (the anchor is then already at this step).
+                if cfg.reptile_at_task_end and self.reptile.step_partial_window(pos.step):
+                    self.flops.add_reptile_step()
                 self.evaluate(boundary=True)
                 pos.task_index, pos.task_step = pos.task_index + 1, 0
                 self.save()
@@ -352,36 +357,46 @@ class Trainer:
         self._last_lr = lr
         return total_loss, n_new, n_replay
 
-    @torch.no_grad()
+    @torch.no_grad()  # not inference_mode: FSDP's unsharded parameters must stay usable by training
     def evaluate(self, boundary: bool) -> dict[str, float]:
-        """Mean token loss on the fixed held-out blocks of every task; appended to metrics.jsonl.
+        """Mean token loss on the fixed held-out span of every task; appended to metrics.jsonl.
 
-        Rank r evaluates batches r, r+W, r+2W... of every task; the sums are added over ranks. Under FSDP a
-        forward is collective, so a rank past the last batch runs one more on its first batch, uncounted."""
+        The span is cut into windows of eval.context tokens, eval.stride apart, that score every target
+        exactly once (`mer.evaluation.plan_windows`), eval.batch_size windows per forward. Rank r evaluates
+        batches r, r+W, r+2W... of every task; the sums are added over ranks. Under FSDP a forward is
+        collective, so a rank past the last batch runs one more on its first batch, uncounted."""
         started = time.perf_counter()
         self.model.eval()
         dist, size = self.dist, self.cfg.eval.batch_size
-        sums = []  # per task: [loss summed over tokens, tokens]
-        for task in self.sequence.tasks:
-            total, count = 0.0, 0
-            starts: list[int | None] = list(range(dist.rank * size, len(task.eval_tokens), dist.world_size * size))
+        context, stride = self.cfg.eval.windows(self.cfg.model.seq_len)
+        # Loss sums stay on the device (no host sync per batch); the counts are known from the plans.
+        sums = torch.zeros(len(self.sequence.tasks), dtype=torch.float64, device=self.device)
+        counts = []
+        for t, task in enumerate(self.sequence.tasks):
+            plan = plan_windows(len(task.eval_tokens), context, stride)
+            n_batches = -(-plan.n_windows // size)
+            batches: list[int | None] = list(range(dist.rank, n_batches, dist.world_size))
             if self.sharded:  # as many forwards as rank 0, which has the most batches; None: uncounted
-                starts += [None] * (len(range(0, len(task.eval_tokens), dist.world_size * size)) - len(starts))
-            for start in starts:
-                blocks = task.eval_tokens[start or 0:(start or 0) + size]
-                batch = torch.from_numpy(blocks.astype(np.int64)).to(self.device)  # [b, T+1]
-                with self._autocast():
-                    logits = self.model(input_ids=batch[:, :-1]).logits  # [b, T, V]
-                    loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum")
-                if start is not None:
-                    total += loss.item()
-                    count += batch[:, 1:].numel()
-            sums.append([total, count])
-        sums = dist.sum(torch.tensor(sums, dtype=torch.float64, device=self.device)).tolist()  # [n_tasks, 2]
-        losses = {}
-        for task, (total, count) in zip(self.sequence.tasks, sums):
-            self.flops.add_eval(int(count))
-            losses[task.name] = total / count
+                batches += [None] * (len(range(0, n_batches, dist.world_size)) - len(batches))
+            for b in batches:
+                rows = slice((b or 0) * size, (b or 0) * size + size)
+                ids = task.eval_tokens[plan.positions(rows)].astype(np.int64)  # [b, T+1] inputs and targets
+                window = torch.from_numpy(ids).to(self.device)
+                # Targets an earlier window scored are ignored (-100); offsets before `lo` are scored by no window
+                # of this batch, so the model computes no logits for them (most of a stride < context window).
+                first = plan.first_scored[rows]  # [b]
+                lo = int(first.min())
+                unscored = torch.from_numpy(np.arange(lo, plan.length) < first[:, None]).to(self.device)  # [b, T-lo]
+                targets = window[:, 1 + lo:].masked_fill(unscored, -100)  # [b, T-lo]; -100: cross_entropy's ignore_index
+                with self._autocast():  # logits [b, T-lo, V]: the offsets from lo on only
+                    logits = self.model(input_ids=window[:, :-1], logits_to_keep=plan.length - lo).logits
+                loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
+                if b is not None:
+                    sums[t] += loss.double()
+            counts.append(plan.n_tokens - 1)
+            self.flops.add_eval(plan.n_windows * plan.length)  # every window's forward, scored or not
+        totals = dist.sum(sums).tolist()  # [n_tasks]
+        losses = {task.name: total / count for task, total, count in zip(self.sequence.tasks, totals, counts)}
         self.model.train()
         if self.metrics is not None:
             self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})

@@ -1,13 +1,20 @@
 """`python -m sweeps.status <sweep dir>`: what a sweep has done and what it still owes.
 
 Lists every run directory under the sweep dir with its state from summary.json (completed / running /
-failed, with the last line of the error) and its progress (last step in metrics.jsonl, time since the last
-write), plus the runs the sweep expects whose directory does not exist yet (pending):
+failed / refused, with the last line of the error or the reason of the refusal) and its progress (last step
+in metrics.jsonl, time since the last write), plus the runs the sweep expects whose directory does not exist
+yet (pending):
 
-- a grid (Hydra's basic sweeper): the jobs are rebuilt from the sweep's multirun.yaml exactly as the
-  sweeper builds them (`hydra.sweeper.params` + the command-line sweeps), each named as mer.run names it;
+- a grid (hydra/sweeper=mer_grid, or Hydra's basic sweeper): the jobs are rebuilt from the sweep's
+  multirun.yaml exactly as the sweeper builds them (`hydra.sweeper.params` + the command-line sweeps), each
+  named as mer.run names it;
 - an Optuna sweep (hydra/sweeper=mer_optuna): the study is read from its storage; pending is
   n_trials minus the finished trials, and the best trial / Pareto front is shown.
+
+Given a folder that holds several sweeps (e.g. `runs/` with `runs/paper_grid/` and `runs/optuna_mer/`, each
+with its multirun.yaml), it shows one section per sweep (and one for loose run directories in the folder
+itself), then the totals. A folder with no run directory and no sweep at all is an error (exit code 2), as is
+a path that is not a folder.
 
 `--json` prints the same as one JSON object. A "running" run whose files have not changed for a long time
 may belong to a job that was killed: launching the sweep again resumes it from its checkpoint.
@@ -21,11 +28,17 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from sweeps.rundirs import read_summary
 
-STATES = ("completed", "running", "failed", "pending")
+STATES = ("completed", "running", "failed", "refused", "pending")
+# Sweepers whose jobs are the product of their parameters (the grid can be rebuilt from multirun.yaml).
+GRID_SWEEPERS = ("BasicSweeper", "MerGridSweeper")
+
+
+class NothingToShow(LookupError):
+    """The folder holds no run directory and no sweep."""
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:
@@ -53,7 +66,7 @@ def _run_row(run_dir: Path, now: float) -> dict[str, Any]:
                  default=None)
     if newest is not None:
         row["idle_s"] = round(now - newest, 1)
-    if status == "failed":
+    if status in ("failed", "refused"):  # the reason, as one line
         error = summary.get("error") or ""
         row["error"] = error.strip().splitlines()[-1] if error.strip() else "(no error recorded)"
     if status == "completed":
@@ -62,6 +75,19 @@ def _run_row(run_dir: Path, now: float) -> dict[str, Any]:
     if status == "completed" and summary.get("totals"):
         row["step"] = summary["totals"].get("steps", row["step"])
     return row
+
+
+def pending_row(name: str) -> dict[str, Any]:
+    return {"run": name, "status": "pending", "step": None, "idle_s": None, "error": None,
+            "retained_loss": None, "flops_train": None}
+
+
+def count_states(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts = {state: sum(row["status"] == state for row in rows) for state in STATES}
+    others = sum(row["status"] not in STATES for row in rows)
+    if others:
+        counts["unknown"] = others
+    return counts
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -125,36 +151,72 @@ def optuna_report(sweep_dir: Path, sweeper: Any) -> dict[str, Any]:
     return report
 
 
-def sweep_status(sweep_dir: Path) -> dict[str, Any]:
+def sweep_status(sweep_dir: Path, expected_runs: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """The state of every run under `sweep_dir`, or, given `expected_runs` (run names or run directories,
+    e.g. the points one sweep launched), of exactly those: one row each, in that order, pending where the
+    directory does not exist; other runs sharing the folder are left out."""
     from omegaconf import OmegaConf
 
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir} is not a directory")
     now = time.time()
+    if expected_runs is not None:
+        paths = [sweep_dir / run for run in expected_runs]  # an absolute run directory stays itself
+        rows = [_run_row(path, now) if _is_run_dir(path) else pending_row(path.name) for path in paths]
+        return {"sweep_dir": str(sweep_dir), "kind": "grid", "expected": len(paths), "runs": rows,
+                "counts": count_states(rows)}
     rows = [_run_row(path, now) for path in sorted(sweep_dir.iterdir()) if _is_run_dir(path)]
     result: dict[str, Any] = {"sweep_dir": str(sweep_dir), "kind": "runs", "runs": rows}
     multirun_path = sweep_dir / "multirun.yaml"
     if multirun_path.exists():
         multirun = OmegaConf.load(multirun_path)
         target = str(OmegaConf.select(multirun, "hydra.sweeper._target_") or "")
-        if target.endswith("BasicSweeper"):
+        if target.endswith(GRID_SWEEPERS):
             result["kind"] = "grid"
             existing = {row["run"] for row in rows}
             expected = expected_grid_runs(multirun)
             result["expected"] = len(expected)
-            rows.extend({"run": name, "status": "pending", "step": None, "idle_s": None, "error": None,
-                         "retained_loss": None, "flops_train": None} for name in expected if name not in existing)
+            rows.extend(pending_row(name) for name in expected if name not in existing)
         elif target.endswith("MerOptunaSweeper"):
             result["kind"] = "optuna"
             result["optuna"] = optuna_report(sweep_dir, multirun.hydra.sweeper)
-    result["counts"] = {state: sum(row["status"] == state for row in rows) for state in STATES}
-    others = sum(row["status"] not in STATES for row in rows)
-    if others:
-        result["counts"]["unknown"] = others
+    result["counts"] = count_states(rows)
     if result.get("kind") == "optuna" and "pending" in result["optuna"]:
         result["counts"]["pending"] = result["optuna"]["pending"]
     return result
+
+
+def find_sweeps(folder: Path, depth: int = 3) -> list[Path]:
+    """Sweep directories (holding a multirun.yaml) below `folder`, not counting `folder` itself; run
+    directories and hidden folders (.submitit) are not searched."""
+    found = []
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_dir() or path.name.startswith(".") or _is_run_dir(path):
+            continue
+        if (path / "multirun.yaml").exists():
+            found.append(path)
+        if depth > 1:
+            found.extend(find_sweeps(path, depth - 1))
+    return found
+
+
+def folder_status(folder: Path) -> dict[str, Any]:
+    """`sweep_status` of the folder if it is one sweep (or a folder of loose runs); of every sweep in it
+    (one section each, plus one for its loose runs, and the totals) if it holds several."""
+    folder = Path(folder)
+    own = sweep_status(folder)  # FileNotFoundError if it is not a folder
+    has_own = bool(own["runs"]) or (folder / "multirun.yaml").exists()
+    nested = find_sweeps(folder)
+    if not nested:
+        if not has_own:
+            raise NothingToShow(f"{folder} holds no runs and no sweeps: no run directory (with a summary.json, "
+                                "config.json or metrics.jsonl) and no multirun.yaml, in it or below it")
+        return own
+    sections = ([own] if has_own else []) + [sweep_status(path) for path in nested]
+    states = list(dict.fromkeys(state for section in sections for state in section["counts"]))
+    totals = {state: sum(section["counts"].get(state, 0) for section in sections) for state in states}
+    return {"sweep_dir": str(folder), "kind": "folder", "sweeps": sections, "counts": totals}
 
 
 def _fmt(value: Any, width: int, digits: int = 4) -> str:
@@ -167,12 +229,22 @@ def _fmt(value: Any, width: int, digits: int = 4) -> str:
 
 
 def format_status(result: dict[str, Any]) -> str:
-    rows = sorted(result["runs"], key=lambda r: (STATES.index(r["status"]) if r["status"] in STATES else 9, r["run"]))
-    width = min(max([len(r["run"]) for r in rows] + [3]), 90)
-    lines = [f"{'status':<10} {'step':>6} {'idle':>8} {'retained':>9} {'flops':>10}  {'run':<{width}}  error"]
-    for row in rows:
+    """The table: one line per run (or per point, where rows carry the `point` a sweep gave them), grouped
+    by state, with the reason of failed and refused ones; then the counts."""
+    if result["kind"] == "folder":
+        sections = [f"== {section['sweep_dir']}\n{format_status(section)}" for section in result["sweeps"]]
+        totals = ", ".join(f"{n} {state}" for state, n in result["counts"].items())
+        n = len(result["sweeps"])
+        return "\n\n".join(sections + [f"{result['sweep_dir']}: {n} sweep{'s' * (n != 1)}; in all {totals}"])
+    rows = sorted(result["runs"], key=lambda r: (STATES.index(r["status"]) if r["status"] in STATES else 9,
+                                                 r.get("point") or r["run"]))
+    label = "point" if any(r.get("point") for r in rows) else "run"
+    names = [r.get("point") or r["run"] for r in rows]
+    width = min(max([len(n) for n in names] + [len(label)]), 90)
+    lines = [f"{'status':<10} {'step':>6} {'idle':>8} {'retained':>9} {'flops':>10}  {label:<{width}}  error / reason"]
+    for row, name in zip(rows, names):
         idle = f"{row['idle_s']:.0f}s" if row["idle_s"] is not None else None
-        name = row["run"] if len(row["run"]) <= width else row["run"][:width - 3] + "..."
+        name = name if len(name) <= width else name[:width - 3] + "..."
         lines.append(f"{row['status']:<10} {_fmt(row['step'], 6)} {_fmt(idle, 8)} {_fmt(row['retained_loss'], 9)} "
                      f"{_fmt(row['flops_train'], 10, 3)}  {name:<{width}}  {row['error'] or ''}".rstrip())
     counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items())
@@ -195,12 +267,13 @@ def format_status(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweeps.status", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="the sweep's directory (its runs_dir / hydra.sweep.dir)")
+    parser.add_argument("sweep_dir", type=Path, help="the sweep's directory (its runs_dir / hydra.sweep.dir), or a "
+                        "folder of several sweeps (e.g. runs/)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     try:
-        result = sweep_status(args.sweep_dir)
-    except FileNotFoundError as error:
+        result = folder_status(args.sweep_dir)
+    except (FileNotFoundError, NothingToShow) as error:
         print(f"sweeps.status: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if args.json else format_status(result))

@@ -28,7 +28,8 @@ def tiny_run_config(small_bible_cfg, runs_dir: Path, **overrides):
     from mer.replay import BufferConfig
     from mer.schedule import OptimConfig
 
-    data = dataclasses.replace(small_bible_cfg, budget_tokens=overrides.pop("budget_tokens", 2048), eval_blocks=4)
+    # 129 held-out tokens: 128 targets, 4 evaluation windows of the 32-token context.
+    data = dataclasses.replace(small_bible_cfg, budget_tokens=overrides.pop("budget_tokens", 2048), eval_tokens=129)
     fields = dict(
         alpha=0.25, k=0, eps=0.1, seed=0,
         model=get_preset("cpu-0.5m", seq_len=32),

@@ -56,25 +56,49 @@ def test_bad_config_value_fails_before_any_work(tmp_path):
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs" / "alpha=1.5").exists()
 
 
-TINY = ["model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=1024", "data.eval_blocks=2",
+TINY = ["model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=1024", "data.eval_tokens=65",
         "eval.every=1000", "data.tokenizer.vocab_size=512", "data.tokenizer.train_chars_per_task=40000",
         "+data.tasks.0.max_train_documents=30"]
 
 
+def test_the_card_grid_on_the_default_config_is_refused_point_by_point(tmp_path):
+    """`python -m mer.run -m alpha=0,0.25,0.5 k=100,500,1000` on the default config: no task has 100 steps, so every
+    point is refused before any work (no data prepared, nothing trained) and the sweep ends with a table of 9."""
+    args = ["-m", "mer.run", "-m", "alpha=0,0.25,0.5", "k=100,500,1000", f"runs_dir={tmp_path}/runs",
+            f"data.data_dir={tmp_path}/data"]
+    result = _run(args, cwd=tmp_path, timeout=600)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "9 of 9 points" in output and output.count("cannot fire") >= 9
+    assert not (tmp_path / "data").exists()
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
+    assert len(summaries) == 9 and {s["status"] for s in summaries} == {"refused"}
+    assert not list((tmp_path / "runs").glob("*/checkpoint"))
+
+
 @pytest.mark.slow
-def test_the_nine_run_grid_command(tmp_path):
-    """`python -m mer.run -m alpha=0,0.25,0.5 k=100,500,1000` (shrunk budgets) leaves 9 completed runs."""
-    tasks = "data.tasks=[{name:en,max_train_documents:30},{name:ja,max_train_documents:30}]"
-    args = ["-m", "mer.run", "-m", "alpha=0,0.25,0.5", "k=100,500,1000", tasks, f"runs_dir={tmp_path}/runs",
-            f"data.data_dir={tmp_path}/data", *[a for a in TINY if not a.startswith("+data.tasks")]]
-    result = _run(args, cwd=tmp_path, timeout=1200)
+def test_the_card_grid_on_the_cpu_preset_gives_nine_distinct_reptile_runs(tmp_path):
+    """`+experiment=cpu_paper alpha=0,0.25,0.5 k=100,500,1000`, shrunk to two tasks of 32-token blocks (1000 steps per
+    task at alpha=0 as in the preset): 9 completed runs, Reptile fired in every task, no two runs alike."""
+    shrink = ["model.seq_len=32", "data.budget_tokens=128000", "data.tasks=[{name:en},{name:fr}]", "eval.every=500",
+              "data.eval_tokens=2048", "data.tokenizer.vocab_size=512", "data.tokenizer.train_chars_per_task=40000",
+              "threads=1"]
+    args = ["-m", "mer.run", "-m", "+experiment=cpu_paper", "alpha=0,0.25,0.5", "k=100,500,1000",
+            f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data", *shrink]
+    result = _run(args, cwd=tmp_path, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "summary.json").exists())
-    assert len(runs) == 9
-    # Names come from the overrides (sorted, hashed when long), so every grid point has its own directory.
-    configs = [json.loads((tmp_path / "runs" / r / "config.json").read_text()) for r in runs]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/summary.json"))]
+    assert len(summaries) == 9 and {s["status"] for s in summaries} == {"completed"}
+    configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/config.json"))]
     assert {(c["alpha"], c["k"]) for c in configs} == {(a, k) for a in (0, 0.25, 0.5) for k in (100, 500, 1000)}
-    assert all(json.loads((tmp_path / "runs" / r / "summary.json").read_text())["status"] == "completed" for r in runs)
+    for config, summary in zip(configs, summaries):
+        steps = summary["steps_per_task"]
+        assert min(steps.values()) >= 1000
+        # The anchor is reset per task: floor(steps / k) interpolations in every task, none lost.
+        assert summary["reptile_steps_per_task"] == {t: n // config["k"] for t, n in steps.items()}
+        assert all(n > 0 for n in summary["reptile_steps_per_task"].values())
+    retained = [s["metrics"]["retained_loss"] for s in summaries]
+    assert len(set(retained)) == 9, retained  # nine different runs, not three repeated
     again = _run(args, cwd=tmp_path, timeout=600)  # a re-launch only skips
     assert again.returncode == 0 and again.stdout.count("is already completed") + again.stderr.count("is already completed") == 9
 

@@ -37,7 +37,8 @@ def _config(data_dir: str | Path, runs_dir: str | Path, **spec):
 
     spec = dict(spec)
     optim = OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=spec.pop("batch_size"), grad_accum=spec.pop("grad_accum"))
-    # 4 held-out blocks: batches of 3 and 1 (one per rank), or one batch of 4 (rank 1 has none).
+    # 4 evaluation windows (129 held-out tokens, 32-token context): batches of 3 and 1 (one per rank), or one
+    # batch of 4 (rank 1 has none).
     evaluation = EvalConfig(every=spec.pop("eval_every"), batch_size=spec.pop("eval_batch_size", 3))
     return tiny_run_config(small_bible_config(Path(data_dir)), Path(runs_dir), optim=optim, eval=evaluation, **spec)
 
@@ -226,7 +227,7 @@ def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(
     tasks = "data.tasks=[{name:en,max_train_documents:60},{name:fr,max_train_documents:60}]"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mer.run",
             tasks, "model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=12000",
-            "data.eval_blocks=2", "eval.every=1000", "data.tokenizer.vocab_size=512",
+            "data.eval_tokens=65", "eval.every=1000", "data.tokenizer.vocab_size=512",
             "data.tokenizer.train_chars_per_task=40000", f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data",
             "run_name=sig", "log_every=1", "checkpoint_every=1000"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

@@ -1,9 +1,11 @@
+import math
 import re
 
 import pytest
 import torch
 
 from mer.model import (
+    CPU_SCALING_LADDER,
     PRESET_VOCAB,
     PRESETS,
     ModelConfig,
@@ -13,7 +15,8 @@ from mer.model import (
     get_preset,
 )
 
-NAMED_SIZE = {"cpu-0.5m": 0.5e6, "cpu-2m": 2e6, "cpu-8m": 8e6, "cpu-30m": 30e6,
+NAMED_SIZE = {"cpu-0.3m": 0.3e6, "cpu-0.5m": 0.5e6, "cpu-1m": 1e6, "cpu-2m": 2e6, "cpu-3m": 3e6, "cpu-8m": 8e6,
+              "cpu-30m": 30e6,
               "99m": 99e6, "560m": 560e6, "1b": 1e9, "3b": 3e9, "6b": 6e9}
 
 
@@ -23,6 +26,15 @@ def test_ladders_are_complete():
         assert PRESETS[name].seq_len == 2048
     for name in ("cpu-0.5m", "cpu-2m", "cpu-8m", "cpu-30m"):
         assert 128 <= PRESETS[name].seq_len <= 256
+
+
+def test_cpu_scaling_ladder_spans_the_compute_axis():
+    """Five sizes on one seq_len over at least 1.5 decades of non-embedding parameters (issue: replay or scale?)."""
+    assert len(CPU_SCALING_LADDER) >= 5
+    assert {PRESETS[name].seq_len for name in CPU_SCALING_LADDER} == {128}
+    sizes = [estimate_parameters(PRESETS[name], 4096)[1] for name in CPU_SCALING_LADDER]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert math.log10(sizes[-1] / sizes[0]) >= 1.5
     paper_shapes = {"99m": (16, 512, 8), "560m": (24, 1024, 16), "1b": (24, 1792, 28),
                     "3b": (30, 3072, 24), "6b": (32, 4096, 32)}
     for name, shape in paper_shapes.items():

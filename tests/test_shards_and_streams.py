@@ -15,7 +15,7 @@ from mer.data.config import DataConfig, TaskConfig, TokenizerConfig
 from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.shards import load_shards
-from mer.data.stream import TaskSequence, TaskStream, eval_blocks
+from mer.data.stream import TaskSequence, TaskStream, eval_span
 
 
 def test_manifest_and_uint16_shards(small_bible):
@@ -166,24 +166,31 @@ def test_epoch_end_without_repeat_is_an_error():
         stream.next_block_ids(1)
 
 
-def test_eval_blocks_are_fixed_and_non_overlapping():
+def test_eval_span_is_the_start_of_the_validation_split_whatever_the_model():
     tokens = np.arange(100, dtype=np.uint16)
-    blocks = eval_blocks(tokens, 8, 5)
-    assert blocks.shape == (5, 9) and blocks[1, 0] == 9
-    assert eval_blocks(tokens, 8, 50).shape == (11, 9)
-    with pytest.raises(DataError, match="less than one block"):
-        eval_blocks(tokens[:5], 8, 5)
+    assert np.array_equal(eval_span(tokens, 40), tokens[:40]) and eval_span(tokens, 40).dtype == np.uint16
+    assert np.array_equal(eval_span(tokens, None), tokens)  # null: the whole split
+    with pytest.raises(DataError, match=r"task 'fr': data.eval_tokens=101 is longer than its validation split of "
+                                        r"100 tokens; lower data.eval_tokens to at most 100, or set it to null"):
+        eval_span(tokens, 101, "fr")
+    with pytest.raises(DataError, match="no target to score"):
+        eval_span(tokens[:1], None)
 
 
 def test_sequence_budgets(small_bible):
     cfg, prepared = small_bible
     seq = TaskSequence(prepared.shards, seq_len=64, new_blocks_per_step=4, seed=0,
-                       budget_tokens=[2560] * 5, eval_blocks_per_task=8)
+                       budget_tokens=[2560] * 5, eval_tokens=300)
     assert [t.steps for t in seq.tasks] == [10] * 5 and seq.total_steps == 50
+    assert all(len(t.eval_tokens) == 300 for t in seq.tasks)
+    assert np.array_equal(seq.tasks[1].eval_tokens, prepared.shards[1].tokens("val")[:300])
     ids = seq.tasks[2].stream.next_block_ids(3)
     assert np.array_equal(seq.read_blocks(2, ids), seq.tasks[2].stream.read(ids))
     with pytest.raises(DataError, match="task 'en': the budget needs .* lower data.budget_tokens"):
         TaskSequence(prepared.shards, seq_len=64, new_blocks_per_step=4, seed=0, budget_tokens=[10**8] * 5)
+    with pytest.raises(DataError, match="task 'en': data.eval_tokens=1,000,000,000 is longer than its validation split"):
+        TaskSequence(prepared.shards, seq_len=64, new_blocks_per_step=4, seed=0, budget_tokens=[2560] * 5,
+                     eval_tokens=10**9)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 125, 1000, 4097])

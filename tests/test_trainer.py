@@ -9,6 +9,7 @@ import pytest
 
 from mer.config import RunConfig
 from mer.data.corpus import DataError
+from mer.evaluation import fingerprint_id
 from mer.runner import RunConfigMismatch, run_training
 from mer.trainer import Trainer, TrainingStopped
 
@@ -49,6 +50,12 @@ def test_run_directory_contract(small_bible, tmp_path):
             assert key in record
     assert len(summary["loss_matrix"]) == 5 and summary["n_params"] > summary["n_params_nonembedding"] > 0
     assert summary["totals"]["flops_train"] == summary["totals"]["flops_new"] + summary["totals"]["flops_replay"]
+    # Evaluated on the first 129 validation tokens of each task through 32-token windows, and said so.
+    fingerprint = summary["eval_fingerprint"]
+    assert (fingerprint["context"], fingerprint["stride"]) == (32, 32)
+    assert fingerprint["tokenizer_hash"] == summary["tokenizer_hash"] and list(fingerprint["tasks"]) == summary["tasks"]
+    assert all(t["split"] == "val" and t["start"] == 0 and t["n_tokens"] == 129 for t in fingerprint["tasks"].values())
+    assert summary["eval_fingerprint_id"] == fingerprint_id(fingerprint)
 
 
 def test_replay_mixing_proportions(small_bible, tmp_path):

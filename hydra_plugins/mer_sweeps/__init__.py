@@ -1,4 +1,5 @@
-"""MER's Hydra plugins: the Optuna sweeper (`hydra/sweeper=mer_optuna`), submitit launchers that skip
+"""MER's Hydra plugins: the grid sweeper that runs every point and ends with one table (`hydra/sweeper=mer_grid`,
+the default), the Optuna sweeper (`hydra/sweeper=mer_optuna`), submitit launchers that skip
 completed runs and requeue preempted jobs (`hydra/launcher=slurm|local`, conf/hydra/launcher/), and the search
 path entry of the named sweep presets (`+sweep=<name>`). See docs/sweeps.md.
 

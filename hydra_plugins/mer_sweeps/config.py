@@ -1,5 +1,7 @@
 """Structured configs of MER's sweep plugins, stored in Hydra's ConfigStore when Hydra discovers plugins.
 
+- `hydra/sweeper=mer_grid` (the default, chosen by conf/default_sweeper.yaml): Hydra's basic grid sweeper, run to the end with one
+  table of every point (`MerGridSweeperConf`).
 - `hydra/sweeper=mer_optuna`: the Optuna sweeper (`MerOptunaSweeperConf`), with its sampler chosen by
   `hydra/sweeper/sampler=tpe|random|grid|gp|nsgaii|qmc`.
 - `hydra/launcher=mer_submitit_slurm` / `mer_submitit_local`: hydra-submitit-launcher's schemas with MER's
@@ -11,6 +13,7 @@ This module is imported at every Hydra start (plugin discovery): it imports neit
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
@@ -77,7 +80,15 @@ class QMCSamplerConf:
 SAMPLERS = {"tpe": TPESamplerConf, "random": RandomSamplerConf, "grid": GridSamplerConf, "gp": GPSamplerConf,
             "nsgaii": NSGAIISamplerConf, "qmc": QMCSamplerConf}
 
-# ------------------------------------------------------------------------------------------- sweeper
+# ------------------------------------------------------------------------------------------- sweepers
+
+
+@dataclass
+class MerGridSweeperConf(BasicSweeperConf):
+    """Hydra's basic sweeper (same keys: `params`, `max_batch_size`) that never stops at a failed point and
+    ends with a table of every point (<sweep dir>/sweep_table.txt)."""
+
+    _target_: str = "hydra_plugins.mer_sweeps.grid_sweeper.MerGridSweeper"
 
 
 @dataclass
@@ -138,6 +149,7 @@ class MerLocalQueueConf(LocalQueueConf):
 
 def register() -> None:
     store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="mer_grid", node=MerGridSweeperConf, provider="mer_sweeps")
     store.store(group="hydra/sweeper", name="mer_optuna", node=MerOptunaSweeperConf, provider="mer_sweeps")
     for name, node in SAMPLERS.items():
         store.store(group="hydra/sweeper/sampler", name=name, node=node, provider="mer_sweeps")

@@ -131,25 +131,28 @@ class TaskStream:
         self.position = int(state["position"])
 
 
-def eval_blocks(tokens: np.ndarray, seq_len: int, n_blocks: int, name: str = "task") -> np.ndarray:
-    """The fixed held-out blocks of a task: the first `n_blocks` non-overlapping blocks of its validation
-    shard (fewer when the shard is shorter), shape [m, seq_len + 1]."""
-    block_len = seq_len + 1
-    available = len(tokens) // block_len
-    if available < 1:
-        raise DataError(f"task {name!r}: the validation split has {len(tokens)} tokens, less than one block of "
-                        f"{block_len}; lower model.seq_len or give more validation text")
-    m = min(n_blocks, available)
-    return np.asarray(tokens[: m * block_len]).reshape(m, block_len)
+def eval_span(tokens: np.ndarray, n_tokens: int | None, name: str = "task") -> np.ndarray:
+    """The fixed held-out span of a task: the first `n_tokens` tokens of its validation split (all of them
+    when None), a 1-D copy in the shard's dtype. It does not depend on the model: every model is scored
+    on the same targets (`mer.evaluation.plan_windows` cuts it into windows)."""
+    if n_tokens is not None and n_tokens > len(tokens):
+        raise DataError(f"task {name!r}: data.eval_tokens={n_tokens:,} is longer than its validation split of "
+                        f"{len(tokens):,} tokens; lower data.eval_tokens to at most {len(tokens):,}, or set it to "
+                        "null to evaluate on every task's whole validation split")
+    if len(tokens) < 2:
+        raise DataError(f"task {name!r}: the validation split has {len(tokens)} token(s), no target to score; "
+                        "give more validation text")
+    return np.array(tokens[:n_tokens])
 
 
 @dataclass
 class Task:
-    """One task of a sequence: its stream, its held-out blocks and its budget in optimizer steps."""
+    """One task of a sequence: its stream, its held-out token span and its budget in optimizer steps."""
 
     name: str
     stream: TaskStream
     eval_tokens: np.ndarray
+    """[n] the held-out span (`eval_span`): the first tokens of the validation split."""
     steps: int
     shards: ShardInfo
 
@@ -166,7 +169,7 @@ class TaskSequence:
         budget_tokens: list[int | None],
         budget_steps: int | None = None,
         allow_repeat: bool = False,
-        eval_blocks_per_task: int = 32,
+        eval_tokens: int | None = None,
         rank: int = 0,
         world_size: int = 1,
         replay_blocks_per_step: int = 0,
@@ -191,7 +194,7 @@ class TaskSequence:
                     f"has {stream.n_blocks} ({stream.n_blocks * seq_len:,} tokens); lower data.budget_tokens, "
                     "give more text, or set data.allow_repeat=true to train for more than one epoch"
                 )
-            held_out = eval_blocks(info.tokens("val"), seq_len, eval_blocks_per_task, info.name)
+            held_out = eval_span(info.tokens("val"), eval_tokens, info.name)
             self.tasks.append(Task(info.name, stream, held_out, steps, info))
         self.new_blocks_per_step = new_blocks_per_step
 

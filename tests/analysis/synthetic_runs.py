@@ -14,6 +14,10 @@ every task are known in closed form and summary.json is written from that truth,
 
 Runs use a budget in optimizer steps (the same steps for every alpha, so replay runs see fewer new
 tokens); FLOPs per new token, the x of every fit, is 6N/(1-alpha) either way.
+
+Every run is scored, by default, on the same evaluation: summary.json carries the fingerprint
+`mer.evaluation` computes for fixed synthetic held-out spans and `eval.context` = SEQ_LEN. A Spec with
+another `eval_context` gets another fingerprint; `eval_context=None` writes none (a run from before it).
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mer.evaluation import eval_fingerprint, fingerprint_id
+
 TASKS = ("en", "fr", "de")
 L0 = 8.0  # loss of a task before it is trained
 STEPS_PER_TASK = 20
 EVAL_EVERY = 5
 BATCH = 8
 SEQ_LEN = 64
+EVAL_TOKENS = 1024  # held-out tokens per task (synthetic ids: the fingerprint only hashes them)
 NOISE = 0.003  # multiplicative noise (log sd) on every run's learned and retained loss
 
 RETAINED = {"E": 2.3, "A": 250.0, "b": 0.28}
@@ -59,6 +66,7 @@ class Spec:
     seed: int = 0
     status: str = "completed"
     stop_at_step: int | None = None  # cut the log here (failed / running runs)
+    eval_context: int | None = SEQ_LEN  # eval.context of the fingerprint; None: no fingerprint (an old run)
 
     @property
     def name(self) -> str:
@@ -167,6 +175,10 @@ def write_run(root: Path, spec: Spec) -> Path:
         "wall_time_s": 0.1 * last,
         "versions": {"python": "3.11", "torch": "none", "transformers": "none", "mer": "0.1.0"},
     }
+    if spec.eval_context is not None:
+        spans = {t: np.arange(j, j + EVAL_TOKENS) for j, t in enumerate(TASKS)}
+        fingerprint = eval_fingerprint("synthetic-tokenizer", spec.eval_context, spec.eval_context, spans)
+        summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 

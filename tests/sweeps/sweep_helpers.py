@@ -16,7 +16,7 @@ def tiny_overrides(data_dir: Path, budget_tokens: int = 2000) -> list[str]:
     """A two-task run of a 0.16M-parameter model over a few steps (seconds on one CPU thread)."""
     return [
         "model=cpu-0.5m", f"data.budget_tokens={budget_tokens}", "optim.batch_size=8", "eval.every=1000",
-        "data.eval_blocks=4", f"data.data_dir={data_dir}", "threads=1",
+        "data.eval_tokens=513", f"data.data_dir={data_dir}", "threads=1",
         "data.tasks=[{name:en,max_train_documents:40},{name:fr,max_train_documents:40}]",
         "data.tokenizer.vocab_size=512", "data.tokenizer.train_chars_per_task=20000",
     ]

@@ -75,8 +75,8 @@ def test_journal_storage(tiny, tmp_path):
 
 
 def test_failed_trials_are_told_fail_and_the_study_goes_on(tiny, tmp_path):
-    """eps=5 fails the config check (the job raises); lr=1e30 gives a NaN loss (mer.run exits with code 2).
-    Two trials per batch: the batch with the exiting job is relaunched one job at a time."""
+    """eps=5 is refused by the config check, lr=1e30 gives a NaN loss: in a multirun both jobs raise (no
+    sys.exit), so each fails only its own trial. Two trials per batch."""
     sweep_dir = tmp_path / "sweep"
     run_mer(optuna_args(sweep_dir, "f1", 4, "hydra/sweeper/sampler=grid", "hydra.sweeper.n_jobs=2",
                         "eps=choice(0.1,5.0)", "optim.lr=choice(0.003,1e30)", *tiny))
@@ -93,6 +93,27 @@ def test_failed_trials_are_told_fail_and_the_study_goes_on(tiny, tmp_path):
     assert summary(nan_run)["status"] == "failed" and "nan" in summary(nan_run)["error"]
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["trials"] == {"complete": 1, "fail": 3} and best["best"]["number"] == good.number
+
+
+def test_a_refused_trial_is_a_failed_trial_with_the_reason(tiny, tmp_path):
+    """alpha=0.99 at tiny's batch of 8 is refused by the config check: the trial is told FAIL with the
+    refusal as its fail_reason, its run directory says refused, and sweeps.status shows both."""
+    sweep_dir = tmp_path / "sweep"
+    run_mer(optuna_args(sweep_dir, "refused", 2, "hydra/sweeper/sampler=grid", "alpha=choice(0.25,0.99)", *tiny))
+    trials = {t.params["alpha"]: t for t in load(sweep_dir, "refused").get_trials()}
+    assert trials[0.25].state == TrialState.COMPLETE and trials[0.99].state == TrialState.FAIL
+    reason = "alpha=0.99 with optim.batch_size=8 leaves round((1-alpha)*B)=0 new sequences per step"
+    assert trials[0.99].user_attrs["fail_reason"].startswith(f"the job failed: RunRefused: {reason}")
+    refused = summary(trials[0.99].user_attrs["run_dir"])
+    assert refused["status"] == "refused" and refused["error"].startswith(reason)
+
+    status = subprocess.run([sys.executable, "-m", "sweeps.status", str(sweep_dir)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    refused_rows = [line for line in status.stdout.splitlines() if line.startswith("refused ")]
+    assert len(refused_rows) == 1 and reason in refused_rows[0]
+    assert f"trial {trials[0.99].number} failed: the job failed: RunRefused: {reason}" in status.stdout
+    assert "1 completed, 0 running, 0 failed, 1 refused" in status.stdout
 
 
 def test_interrupted_sweep_resumes_its_trial_from_the_checkpoint(sweep_data_dir, tmp_path):

@@ -9,8 +9,10 @@ import pytest
 import yaml
 from sweep_helpers import REPO, compose, run_dirs, run_mer, summary
 
+from mer.model import CPU_SCALING_LADDER
+
 PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.yaml"))
-GRID_SIZES = {"paper_grid": 27, "replay_vs_scale": 54, "replay_vs_scale_paper": 90}
+GRID_SIZES = {"paper_grid": 27, "replay_vs_scale": 90, "replay_vs_scale_quick": 12, "replay_vs_scale_paper": 90}
 OPTUNA = {"optuna_mer": 1, "optuna_mer_pareto": 2}  # number of objectives
 
 
@@ -42,7 +44,7 @@ def test_preset_composes(preset):
     to_dataclass(job, RunConfig)  # the fixed part of the config passes every check
     sweeper = cfg.hydra.sweeper
     if preset in GRID_SIZES:
-        assert sweeper._target_.endswith("BasicSweeper")
+        assert sweeper._target_ == "hydra_plugins.mer_sweeps.grid_sweeper.MerGridSweeper"  # runs every point, one table
         jobs = grid_jobs(cfg)
         assert len(jobs) == GRID_SIZES[preset]
         assert len({tuple(sorted(j)) for j in jobs}) == len(jobs)
@@ -66,12 +68,12 @@ def test_grid_values_are_the_papers():
               for key in ("alpha", "k", "eps")}
     assert values == {"alpha": [0, 0.25, 0.5], "k": [100, 500, 1000], "eps": [0.01, 0.1, 0.5]}
     scale = grid_jobs(compose(["+sweep=replay_vs_scale"]))
-    assert {o for job in scale for o in job if o.startswith("model=")} == {"model=cpu-0.5m", "model=cpu-2m",
-                                                                            "model=cpu-8m"}
-    assert {o for job in scale for o in job if o.startswith("k=")} == {"k=0", "k=500"}
+    assert {o for job in scale for o in job if o.startswith("model=")} == {f"model={m}" for m in CPU_SCALING_LADDER}
+    assert {o for job in scale for o in job if o.startswith("k=")} == {"k=0", "k=16"}
     paper = grid_jobs(compose(["+sweep=replay_vs_scale_paper"]))
     assert {o for job in paper for o in job if o.startswith("model=")} == {
         f"model={m}" for m in ("99m", "560m", "1b", "3b", "6b")}
+    assert {o for job in paper for o in job if o.startswith("k=")} == {"k=0", "k=500"}  # the paper's interval
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "gp", "nsgaii", "qmc"])
@@ -98,11 +100,13 @@ def test_launcher_presets_compose(launcher):
 SHRINK = {  # command-line sweeps replace the preset's values of the same key
     "paper_grid": ["alpha=0,0.25", "k=2", "eps=0.5"],
     "replay_vs_scale": ["model=cpu-0.5m", "alpha=0.25", "k=0,2", "seed=0"],
+    "replay_vs_scale_quick": ["model=cpu-0.5m", "alpha=0.5", "k=0,2", "seed=0"],
     "replay_vs_scale_paper": ["model=cpu-0.5m", "alpha=0", "k=2", "hydra.sweeper.params.seed='1'"],
-    "optuna_mer": ["hydra.sweeper.n_trials=2", "k=tag(log, int(interval(1, 4)))"],
-    "optuna_mer_pareto": ["hydra.sweeper.n_trials=2"],
+    # The tiny budget has 2-4 steps a task: k is searched where it fires (a larger k would be refused).
+    "optuna_mer": ["hydra.sweeper.n_trials=2", "k=tag(log, int(interval(1, 2)))"],
+    "optuna_mer_pareto": ["hydra.sweeper.n_trials=2", "k=tag(log, int(interval(1, 2)))"],
 }
-EXPECTED_RUNS = {"paper_grid": 2, "replay_vs_scale": 2, "replay_vs_scale_paper": 1}
+EXPECTED_RUNS = {"paper_grid": 2, "replay_vs_scale": 2, "replay_vs_scale_quick": 2, "replay_vs_scale_paper": 1}
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ training as two data-parallel ranks (gloo), Optuna on Slurm."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -38,12 +39,17 @@ def test_grid_on_slurm_completes_and_a_relaunch_submits_nothing(slurm_cluster, t
 
 
 def test_a_failing_job_fails_alone(slurm_cluster, tiny, tmp_path):
-    """One job of the array exits with an error (NaN loss -> mer.run exits 2): the sweep reports it and ends
-    instead of waiting for a result that never comes; the other run completes."""
+    """One job of the array fails (NaN loss; in a multirun mer.run raises instead of exiting): the sweep
+    reports it in its table and ends instead of waiting for a result that never comes; the other run
+    completes."""
     sweep_dir = tmp_path / "grid"
     proc = run_mer(["-m", f"runs_dir={sweep_dir}", "optim.lr=0.003,1e30", *SLURM, *tiny], check=False, timeout=300)
     assert proc.returncode != 0
-    assert "the job exited with code 2" in proc.stdout + proc.stderr
+    assert "1 of 2 points refused/failed" in proc.stdout + proc.stderr
+    table = json.loads((sweep_dir / "sweep_table.json").read_text())
+    assert {row["point"]: row["status"] for row in table["runs"]} == {"optim.lr=0.003": "completed",
+                                                                     "optim.lr=1e+30": "failed"}
+    assert "the loss is nan" in next(row["error"] for row in table["runs"] if row["status"] == "failed")
     states = sorted(summary(r)["status"] for r in run_dirs(sweep_dir))
     assert states == ["completed", "failed"]
 

@@ -1,4 +1,5 @@
-"""`python -m sweeps.status <sweep dir>`: completed / running / failed (with the error) / pending runs."""
+"""`python -m sweeps.status <sweep dir>`: completed / running / failed (with the error) / refused (with the
+reason) / pending runs; a folder of several sweeps; a folder with nothing in it."""
 
 from __future__ import annotations
 
@@ -47,20 +48,68 @@ def test_grid_status_lists_every_state_and_the_pending_runs(tmp_path):
     write_run(tmp_path, expected[0], "completed", step=12)
     write_run(tmp_path, expected[1], "running", step=3)
     write_run(tmp_path, expected[2], "failed", error="Traceback ...\nValueError: the loss is nan at step 3")
+    write_run(tmp_path, expected[3], "refused", error="k=500 is more than the 40 optimizer steps of task en")
     result = sweep_status(tmp_path)
     assert result["kind"] == "grid" and result["expected"] == 18
-    assert result["counts"] == {"completed": 1, "running": 1, "failed": 1, "pending": 15}
+    assert result["counts"] == {"completed": 1, "running": 1, "failed": 1, "refused": 1, "pending": 14}
     rows = {row["run"]: row for row in result["runs"]}
     assert rows[expected[2]]["error"] == "ValueError: the loss is nan at step 3"
+    assert rows[expected[3]]["error"] == "k=500 is more than the 40 optimizer steps of task en"
     assert rows[expected[0]]["step"] == 12 and rows[expected[0]]["retained_loss"] == 4.5
     assert rows[expected[1]]["step"] == 3
     table = format_status(result)
-    assert "1 completed, 1 running, 1 failed, 15 pending" in table
+    assert "1 completed, 1 running, 1 failed, 1 refused, 14 pending" in table
     assert "ValueError: the loss is nan at step 3" in table
+    assert "refused" in table and "k=500 is more than the 40 optimizer steps of task en" in table
 
     cli = status_cli(tmp_path, "--json")
     assert cli.returncode == 0 and json.loads(cli.stdout)["counts"] == result["counts"]
     assert status_cli(tmp_path / "missing").returncode == 2
+
+
+def write_grid(sweep_dir: Path, preset: str) -> list[str]:
+    """A grid sweep's multirun.yaml as Hydra writes it; returns the run names it expects."""
+    from omegaconf import OmegaConf, open_dict
+
+    overrides = [f"+sweep={preset}", f"runs_dir={sweep_dir}"]
+    cfg = compose(overrides)
+    with open_dict(cfg):
+        cfg.hydra.overrides.task = overrides
+    sweep_dir.mkdir(parents=True)
+    OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+    return expected_grid_runs(OmegaConf.load(sweep_dir / "multirun.yaml"))
+
+
+def test_a_folder_of_sweeps_lists_each_sweep_then_the_totals(tmp_path):
+    grid = write_grid(tmp_path / "paper_grid", "paper_grid")
+    scale = write_grid(tmp_path / "replay_vs_scale", "replay_vs_scale")
+    write_run(tmp_path / "paper_grid", grid[0], "completed")
+    write_run(tmp_path / "replay_vs_scale", scale[0], "refused", error="alpha=0.99 leaves 0 new sequences")
+    write_run(tmp_path, "alpha=0.5", "failed", error="ValueError: the loss is nan at step 3")  # a loose run
+
+    cli = status_cli(tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    for section in (tmp_path / "paper_grid", tmp_path / "replay_vs_scale"):
+        assert f"== {section}\n" in cli.stdout
+    assert f"{tmp_path / 'paper_grid'} (grid of {len(grid)} expected): 1 completed, 0 running, 0 failed, " \
+           f"0 refused, {len(grid) - 1} pending" in cli.stdout
+    assert f"{tmp_path / 'replay_vs_scale'} (grid of {len(scale)} expected): 0 completed, 0 running, 0 failed, " \
+           f"1 refused, {len(scale) - 1} pending" in cli.stdout
+    assert "alpha=0.99 leaves 0 new sequences" in cli.stdout and "the loss is nan at step 3" in cli.stdout
+    pending = len(grid) + len(scale) - 2
+    assert cli.stdout.strip().splitlines()[-1] == (
+        f"{tmp_path}: 3 sweeps; in all 1 completed, 0 running, 1 failed, 1 refused, {pending} pending")
+
+    as_json = json.loads(status_cli(tmp_path, "--json").stdout)
+    assert as_json["kind"] == "folder" and len(as_json["sweeps"]) == 3
+    assert as_json["counts"] == {"completed": 1, "running": 0, "failed": 1, "refused": 1, "pending": pending}
+
+
+def test_a_folder_with_no_runs_and_no_sweeps_says_so_and_exits_2(tmp_path):
+    (tmp_path / "notes").mkdir()  # a folder, but no run directory or sweep in it
+    cli = status_cli(tmp_path)
+    assert cli.returncode == 2 and cli.stdout == ""
+    assert f"{tmp_path} holds no runs and no sweeps" in cli.stderr
 
 
 @pytest.mark.slow
@@ -77,19 +126,20 @@ def test_relaunch_runs_only_what_is_missing(tiny, tmp_path):
     shutil.rmtree(second)
     before = status_cli(tmp_path)
     assert before.returncode == 0
-    assert "1 completed, 0 running, 1 failed, 1 pending" in before.stdout, before.stdout
+    assert "1 completed, 0 running, 1 failed, 0 refused, 1 pending" in before.stdout, before.stdout
     assert "the loss is nan" in before.stdout
 
     run_mer(grid)
     assert (first / "summary.json").stat().st_mtime_ns == kept_mtime  # skipped, not rerun
     assert summary(second)["status"] == "completed"
     after = json.loads(status_cli(tmp_path, "--json").stdout)
-    assert after["counts"] == {"completed": 2, "running": 0, "failed": 1, "pending": 0}
+    assert after["counts"] == {"completed": 2, "running": 0, "failed": 1, "refused": 0, "pending": 0}
 
 
 @pytest.mark.slow
 def test_optuna_sweep_status(tiny, tmp_path):
-    run_mer(["-m", "+sweep=optuna_mer", f"runs_dir={tmp_path}", "hydra.sweeper.n_trials=2", *tiny])
+    # k=0 (fixed): the preset's k search reaches beyond the few steps of a tiny task, where points are refused.
+    run_mer(["-m", "+sweep=optuna_mer", f"runs_dir={tmp_path}", "hydra.sweeper.n_trials=2", "k=0", *tiny])
     result = sweep_status(tmp_path)
     assert result["kind"] == "optuna"
     assert result["optuna"]["trials"] == {"complete": 2} and result["optuna"]["pending"] == 0
