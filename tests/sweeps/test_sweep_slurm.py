@@ -169,8 +169,9 @@ def test_optuna_study_on_slurm(slurm_cluster, tiny, tmp_path):
     import optuna
 
     sweep_dir = tmp_path / "study"
+    # The tiny budget has 2-4 steps a task: search k where it fires (the preset's k up to 1000 would be refused).
     run_mer(["-m", "+sweep=optuna_mer", f"runs_dir={sweep_dir}", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
-             *SLURM, *tiny])
+             "k=tag(log, int(interval(1, 2)))", *SLURM, *tiny])
     study = optuna.load_study(study_name="optuna_mer", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
