@@ -157,9 +157,8 @@ def run_config(bench: Bench, model: str, alpha: float, data: DataConfig, runs_di
 
 def make_trainer(cfg: RunConfig, prepared: PreparedData, runs_dir: Path, name: str) -> Trainer:
     """A trainer positioned on task 3, with the TaskSequence built as `mer.runner` builds it."""
-    budgets = [t.budget_tokens or cfg.data.budget_tokens for t in cfg.data.tasks]
     sequence = TaskSequence(
-        prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, cfg.data.budget_steps,
+        prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, cfg.task_budgets, cfg.data.budget_steps,
         cfg.data.allow_repeat, cfg.data.eval_tokens,
         replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
     )

@@ -12,8 +12,9 @@ steps. One exception: with `buffer.replay_current_task=false` nothing can be rep
 trains B new sequences: `steps_0 = ceil(budget_tokens / (seq_len * B))`, which keeps task 0 at its new-token
 budget instead of spending up to 1/(1-alpha) times it.
 
-The number of steps is what decides whether Reptile can fire (`mer.config.check_reptile_fires`): with the
-anchor reset at each task start, an interpolation needs `k` steps inside one task.
+The number of steps is what decides whether Reptile can fire (`reptile_fires`, checked by
+`mer.config.RunConfig.reptile_refusal`): with the anchor reset at each task start, an interpolation needs `k`
+steps inside one task.
 """
 
 from __future__ import annotations
@@ -57,36 +58,37 @@ def new_blocks_needed(task_index: int, steps: int, n_new: int, n_replay: int, re
     return steps * n_new
 
 
-def reptile_refusal(
-    k: int | None,
-    eps: float,
-    task_names: Sequence[str],
-    steps: Sequence[int],
-    reset_each_task: bool,
-    at_task_end: bool,
-    budget_hint: str,
-    budget_fix: str,
-) -> str | None:
-    """Why Reptile with this `k` would never interpolate, or None when it fires (or is off).
+def reptile_fires(k: int | None, eps: float, steps: Sequence[int], reset_each_task: bool, at_task_end: bool) -> bool:
+    """Whether Reptile is off or interpolates at least once in every task (in the run, without the reset).
 
     With the anchor reset at each task start an interpolation needs `k` steps inside one task, so every task
     must have at least `k` steps; without the reset the anchor carries over and the run needs `k` steps in all.
     `reptile_at_task_end` interpolates the last, shorter window of every task, so Reptile then always acts.
-    `budget_hint` says where the steps come from, `budget_fix` how to give every task `k` steps.
     """
     if not k or eps >= 1 or at_task_end:
-        return None
+        return True
+    return (min(steps) if reset_each_task else sum(steps)) >= k
+
+
+def reptile_refusal(
+    k: int,
+    task_names: Sequence[str],
+    steps: Sequence[int],
+    reset_each_task: bool,
+    budget_hint: str,
+    budget_fix: str,
+) -> str:
+    """Why Reptile with this `k` would never interpolate, for a setting `reptile_fires` said no to.
+
+    `budget_hint` says where the steps come from, `budget_fix` how to give every task `k` steps.
+    """
     if reset_each_task:
         short = [name for name, n in zip(task_names, steps, strict=True) if n < k]
-        if not short:
-            return None
         fits = min(steps)
         where = (f"with the anchor reset at every task start (reptile_reset_each_task=true) an interpolation needs "
                  f"k={k} optimizer steps inside one task, but task(s) {', '.join(short)} have fewer")
     else:
         fits = sum(steps)
-        if fits >= k:
-            return None
         where = f"the whole run has {fits} optimizer steps, fewer than k={k}"
     steps_text = ", ".join(f"{name} {n}" for name, n in zip(task_names, steps, strict=True))
     return (f"k={k} cannot fire: {where} (steps per task: {steps_text}; {budget_hint}). Reptile would never "
@@ -98,11 +100,11 @@ def reptile_refusal(
 def min_budget_tokens_for(
     k: int, n_tasks: int, seq_len: int, n_new: int, n_replay: int, replay_current_task: bool, reset_each_task: bool
 ) -> int:
-    """The smallest new-token budget per task (the same for every task) with which `k` fits (see reptile_refusal)."""
+    """The smallest new-token budget per task (the same for every task) with which `k` fits (see reptile_fires)."""
 
     def fits(budget: int) -> bool:
         steps = steps_per_task([budget] * n_tasks, None, seq_len, n_new, n_replay, replay_current_task)
-        return (min(steps) if reset_each_task else sum(steps)) >= k
+        return reptile_fires(k, 0.0, steps, reset_each_task, at_task_end=False)
 
     low, high = 1, k * seq_len * (n_new + n_replay)  # `high` gives every task >= k steps
     while low < high:  # the steps only grow with the budget: bisect

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mer.budget import min_budget_tokens_for, reptile_refusal, steps_per_task
+from mer.budget import min_budget_tokens_for, reptile_fires, reptile_refusal, steps_per_task
 from mer.data.config import DataConfig
 from mer.model import PRESETS, ModelConfig
 from mer.replay import BufferConfig
@@ -160,7 +160,7 @@ class RunConfig:
 
     @property
     def n_new_per_step(self) -> int:
-        """New sequences per optimizer step: round((1 - alpha) * B) (DESIGN.md)."""
+        """New sequences per optimizer step: round((1 - alpha) * B) (docs/design.md)."""
         return round((1.0 - self.alpha) * self.optim.batch_size)
 
     @property
@@ -179,10 +179,11 @@ class RunConfig:
         return [t.budget_tokens or self.data.budget_tokens for t in self.data.tasks]
 
     def reptile_refusal(self) -> str | None:
-        """Why Reptile with this k would never interpolate (`mer.budget.reptile_refusal`), or None."""
-        if not self.k or self.eps >= 1:
-            return None
-        names, steps = [t.name for t in self.data.tasks], self.task_steps
+        """Why Reptile with this k would never interpolate (`mer.budget.reptile_refusal`), or None when it fires."""
+        steps = self.task_steps
+        if reptile_fires(self.k, self.eps, steps, self.reptile_reset_each_task, self.reptile_at_task_end):
+            return None  # the fixes below (a bisection for the budget) are only worked out for a refusal
+        names = [t.name for t in self.data.tasks]
         shape = (f"model.seq_len={self.model.seq_len} x {self.n_new_per_step} new sequences per step "
                  f"(alpha={self.alpha:g}, optim.batch_size={self.optim.batch_size})")
         if self.data.budget_steps is not None:
@@ -199,8 +200,7 @@ class RunConfig:
             per_task = any(t.budget_tokens is not None for t in self.data.tasks)
             fix = (f"data.budget_tokens>={need}" + (" for every task (the tasks' own budget_tokens too)"
                                                     if per_task else ""))
-        return reptile_refusal(self.k, self.eps, names, steps, self.reptile_reset_each_task,
-                               self.reptile_at_task_end, hint, fix)
+        return reptile_refusal(self.k, names, steps, self.reptile_reset_each_task, hint, fix)
 
 
 def register_configs() -> None:

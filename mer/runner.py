@@ -136,10 +136,9 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
     prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
-    budgets = [t.budget_tokens or cfg.data.budget_tokens for t in cfg.data.tasks]
     # The global block order (world size 1): every rank knows all blocks of a step and reads its own rows.
     sequence = TaskSequence(
-        prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, cfg.data.budget_steps,
+        prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, cfg.task_budgets, cfg.data.budget_steps,
         cfg.data.allow_repeat, cfg.data.eval_tokens,
         replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
     )

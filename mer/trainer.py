@@ -1,6 +1,6 @@
 """The trainer: the only place that knows the order of an optimizer step.
 
-One step (DESIGN.md): draw round((1-alpha)*B) new blocks and the rest from the replay buffer ->
+One step (docs/design.md): draw round((1-alpha)*B) new blocks and the rest from the replay buffer ->
 forward/backward (micro-batches) -> clip -> AdamW with the scheduled LR -> add the new blocks to the
 buffer -> every k steps a Reptile interpolation -> count FLOPs -> evaluate / log / checkpoint.
 Resume is the default path: `fit()` first loads the run directory's checkpoint if there is one.
@@ -165,6 +165,9 @@ class Trainer:
         self.position = Position()
         self.metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else None
         self.task_steps = [t.steps for t in sequence.tasks]
+        # The windows that score each task's fixed held-out span: the same at every evaluation.
+        windows = cfg.eval.windows(cfg.model.seq_len)  # (context, stride)
+        self.eval_plans = [plan_windows(len(t.eval_tokens), *windows) for t in sequence.tasks]
         self._stop_signal: int | None = None
         self._stop_agreed = False  # some rank had a stop signal at the last step's all-reduce
         self.data_wait_s = 0.0  # time spent getting batches (new + replay) since this process started
@@ -368,12 +371,10 @@ class Trainer:
         started = time.perf_counter()
         self.model.eval()
         dist, size = self.dist, self.cfg.eval.batch_size
-        context, stride = self.cfg.eval.windows(self.cfg.model.seq_len)
         # Loss sums stay on the device (no host sync per batch); the counts are known from the plans.
         sums = torch.zeros(len(self.sequence.tasks), dtype=torch.float64, device=self.device)
         counts = []
-        for t, task in enumerate(self.sequence.tasks):
-            plan = plan_windows(len(task.eval_tokens), context, stride)
+        for t, (task, plan) in enumerate(zip(self.sequence.tasks, self.eval_plans)):
             n_batches = -(-plan.n_windows // size)
             batches: list[int | None] = list(range(dist.rank, n_batches, dist.world_size))
             if self.sharded:  # as many forwards as rank 0, which has the most batches; None: uncounted
@@ -387,7 +388,7 @@ class Trainer:
                 first = plan.first_scored[rows]  # [b]
                 lo = int(first.min())
                 unscored = torch.from_numpy(np.arange(lo, plan.length) < first[:, None]).to(self.device)  # [b, T-lo]
-                targets = window[:, 1 + lo:].masked_fill(unscored, -100)  # [b, T-lo]; -100: cross_entropy's ignore_index
+                targets = window[:, 1 + lo:].masked_fill(unscored, -100)  # [b, T-lo]; -100: the ignore_index
                 with self._autocast():  # logits [b, T-lo, V]: the offsets from lo on only
                     logits = self.model(input_ids=window[:, :-1], logits_to_keep=plan.length - lo).logits
                 loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
