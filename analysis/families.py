@@ -7,7 +7,8 @@ tokens_new, which is 6N/(1-alpha) plus Reptile's small share):
 - a **replay family**: one model size and one Reptile setting, varying alpha ("more replay").
 
 Each family gets an inverse power-law fit of retained loss (stability) and of learned loss
-(plasticity) against x, with bootstrap intervals that resample whole runs within each scale.
+(plasticity) against x, with intervals from `analysis.bootstrap.residual_bootstrap` (none when a
+scale has a single run).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.bootstrap import Bootstrap, bootstrap_fit
+from analysis.bootstrap import Bootstrap, residual_bootstrap
 from analysis.fingerprints import check_same_evaluation
 from analysis.powerlaw import FitResult, fit_power_law
 
@@ -101,7 +102,9 @@ def fit_family(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> FamilyFit:
-    """Fit `metric` ~ E + A x^-b over the family's runs (x = `x_col`); bootstrap over runs within `stratum` groups.
+    """Fit `metric` ~ E + A x^-b over the family's runs (x = `x_col`), with `n_boot` bootstrap refits (0: none).
+
+    `stratum` is the column naming each run's scale; a scale with one run gives no interval (`boot.reason`).
 
     Raises `analysis.fingerprints.MixedEvaluations` when the runs were scored on different evaluations."""
     fingerprint = check_same_evaluation(runs, f"fit {METRIC_WORDS.get(metric, metric)} for '{family}'")
@@ -113,9 +116,10 @@ def fit_family(
     fit = fit_power_law(x, y)
     boot = None
     if fit.converged and n_boot > 0:
-        boot = bootstrap_fit(
-            lambda idx, full: fit_power_law(x[idx], y[idx], init=full, n_starts=2),
-            fit, pts["run_id"].to_numpy(), strata=pts["stratum"].to_numpy(), n_boot=n_boot, seed=seed, progress=progress,
+        boot = residual_bootstrap(
+            lambda y_star, full: fit_power_law(x, y_star, init=full, n_starts=2),
+            fit, (x,), y, strata=pts["stratum"].to_numpy(), n_boot=n_boot, seed=seed,
+            what="model size" if stratum == "model" else stratum, progress=progress,
         )
     return FamilyFit(family, metric, x_col, pts, fit, boot, fingerprint)
 
@@ -136,6 +140,8 @@ def fit_summary(ff: FamilyFit) -> dict:
         "ci95": {k: [_json_float(a), _json_float(b)] for k, (a, b) in ci.items()},
         "n_boot": 0 if ff.boot is None else int(ff.boot.thetas.shape[0]),
         "n_boot_failed": 0 if ff.boot is None else ff.boot.n_failed,
+        "interval": "none (no bootstrap)" if ff.boot is None else (ff.boot.reason or "residual bootstrap, redrawn noise"),
+        "noise_sigma": None if ff.boot is None else _json_float(ff.boot.noise),
         "objective": _json_float(ff.fit.objective),
         "eval_fingerprint": ff.eval_fingerprint,
     }

@@ -12,10 +12,19 @@ L-BFGS-B is started from the best few grid points; the best optimum wins. Inputs
 their geometric mean before fitting (``C/C0``) so the problem is well conditioned; reported
 parameters are converted back to the original units (the optimum is unchanged by this).
 
-Every fit returns a `FitResult`. A fit that cannot be trusted (too few distinct points, optimizer
-failure, a parameter stuck at a bound, non-finite or non-positive data) comes back with
-``converged=False`` and a ``reason`` saying what went wrong and what to do; it never raises for
-bad data. The functions are pure: same inputs, same result.
+Every fit returns a `FitResult`. A fit that cannot be trusted comes back with ``converged=False``
+and a ``reason`` saying what went wrong and what to do; it never raises for bad data. The cases:
+
+- an input or a loss that is NaN, infinite, zero or negative;
+- too few distinct values of an input (< 3) or too few points (< parameters + 1);
+- (two-variable form) log N and log D (near) collinear, |corr| >= `COLLINEAR_CORR`: the data cannot
+  separate the two terms (e.g. every run at 20 tokens per parameter);
+- L-BFGS-B not converging from any start;
+- a parameter stuck at a bound: within `BOUND_TOLERANCE` of its allowed range from either end, the
+  one rule for every parameter of every fit (full fits and bootstrap refits alike).
+
+It raises `ValueError` only for a programming error: inputs of different lengths, or an `init` of
+the other form. The functions are pure: same inputs, same result.
 """
 
 from __future__ import annotations
@@ -34,6 +43,11 @@ HUBER_DELTA = 1e-3
 """Huber threshold on log-residuals used by Hoffmann et al. and the Epoch replication."""
 EXPONENT_BOUNDS = (0.0, 4.0)
 """Exponents outside this range are not a scaling law any more; hitting a bound means failure."""
+BOUND_TOLERANCE = 0.01
+"""A parameter within this fraction of its allowed range from a bound is "stuck at the bound" (b > 3.96
+of [0, 4], say): the optimum was cut off by the bound, so the fitted values mean nothing."""
+COLLINEAR_CORR = 0.99
+"""|corr(log N, log D)| at or above this leaves the two-variable fit unable to tell N's term from D's."""
 
 _E_FRACTIONS = (0.05, 0.3, 0.6, 0.8, 0.9, 0.97)  # grid of E as a fraction of the smallest loss
 _A_FRACTIONS = (0.01, 0.05, 0.2, 0.5, 1.0, 3.0)  # grid of each term at the reference scale / mean loss
@@ -68,7 +82,7 @@ class FitResult:
         return predict_theta(np.asarray(self.theta), self.scales, *x)
 
     def inverse(self, loss: np.ndarray | float) -> np.ndarray:
-        """The C at which the power law predicts `loss`; inf where loss <= E (never reached)."""
+        """The C at which the power law predicts `loss`: inf where loss <= E (never reached), NaN for a NaN/inf loss."""
         if self.form != "power_law":
             raise ValueError("inverse is defined for the one-variable power law only")
         return invert_power_law(np.asarray(self.theta), self.scales[0], loss)
@@ -89,17 +103,22 @@ def predict_theta(theta: np.ndarray, scales: Sequence[float], *x: np.ndarray | f
 
 
 def invert_power_law(theta: np.ndarray, scale: float, loss: np.ndarray | float) -> np.ndarray:
-    """C with E + A (C/scale)^-b = loss, for coordinates [e, a, b] (or [n_samples, 3]); inf if loss <= E."""
+    """C with E + A (C/scale)^-b = loss, for coordinates [e, a, b] (or [n_samples, 3]).
+
+    inf where a finite loss is at or below the floor E (never reached by any C); NaN where the loss
+    or a coordinate is NaN or infinite (a diverged run must not read as "unreachable"). Never raises.
+    """
     theta = np.asarray(theta, dtype=float)
     e, a, b = (theta[..., i] for i in range(3))
     if theta.ndim == 2:
         e, a, b = e[:, None], a[:, None], b[:, None]
     loss = np.asarray(loss, dtype=float)
     excess = loss - np.exp(e)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    valid = np.isfinite(loss) & np.isfinite(e) & np.isfinite(a) & np.isfinite(b)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         u = (a - np.log(np.where(excess > 0, excess, np.nan))) / b
         c = scale * np.exp(u)
-    return np.where(excess > 0, c, np.inf)
+    return np.where(valid, np.where(excess > 0, c, np.inf), np.nan)
 
 
 def params_from_theta(form: str, theta: np.ndarray, scales: Sequence[float]) -> dict[str, float]:
@@ -189,6 +208,14 @@ def _fit(
             )
     if y.size < n_params + 1:
         return failed(f"too few points: {y.size} runs for {n_params} parameters; need at least {n_params + 1}")
+    if len(xs) == 2:
+        corr = float(np.corrcoef(np.log(xs[0]), np.log(xs[1]))[0, 1])
+        if abs(corr) >= COLLINEAR_CORR:
+            return failed(
+                f"{names[0]} and {names[1]} are (near) collinear: corr(log {names[0]}, log {names[1]}) = {corr:.4f}, so the "
+                f"fit cannot tell the {names[0]} term from the {names[1]} term (e.g. every run at the same tokens per "
+                f"parameter); add runs that vary {names[1]} at a fixed {names[0]}, or fit the one-variable form"
+            )
 
     if init is not None:
         if init.form != form:
@@ -278,7 +305,7 @@ def _grid_starts(
 
 
 def _check(form: str, theta: np.ndarray, bounds, best, results) -> str:
-    """Reason the optimum cannot be trusted, or "" when it can.
+    """Reason the optimum cannot be trusted, or "" when it can (`BOUND_TOLERANCE` decides "at a bound").
 
     With delta=1e-3 the Huber objective is nearly non-smooth, so L-BFGS-B's line search sometimes
     stops ("ABNORMAL") at a kink right at the optimum. The best point is accepted when it reported
@@ -289,7 +316,7 @@ def _check(form: str, theta: np.ndarray, bounds, best, results) -> str:
     if not confirmed:
         return f"L-BFGS-B did not converge ({best.message}); add runs or check the data for outliers"
     for name, value, (lo, hi) in zip(names, theta, bounds, strict=True):
-        tol = 1e-6 * max(1.0, hi - lo)
+        tol = BOUND_TOLERANCE * (hi - lo)
         if value <= lo + tol or value >= hi - tol:
             side = "lower" if value <= lo + tol else "upper"
             hint = _bound_hint(name, side, is_exponent=name in PARAM_NAMES[form])

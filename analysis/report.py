@@ -2,10 +2,12 @@
 
     python -m analysis.report <sweep dirs, run dirs or globs> --out <dir> [--n-boot 200] [--seed 0]
                               [--study sqlite:///study.db [--study-name NAME]] [--no-progress]
+                              [--results-page docs/results/<name>.md [--machine "..."]]
 
 Writes into <dir>: data/ (runs and evals as CSV and Parquet), tables/ (Markdown and LaTeX),
-figures/ (PNG and PDF), fits.json (every fit and comparison), report.md (ties them together) and,
-if anything went wrong inside the analysis, errors.log. Every problem (no runs, mixed task
+figures/ (PNG and PDF), fits.json (every fit and comparison), report.md (ties them together, with
+the paper's four claims checked by `analysis.claims`) and, if anything went wrong inside the
+analysis, errors.log. `--results-page` also writes a page for docs/ (`analysis.results_page`). Every problem (no runs, mixed task
 sequences, runs scored on different evaluations (refused: no fit, no comparison), too few points, a fit
 that does not converge, a figure that cannot be drawn) becomes a message in report.md that names it and
 the fix, and the rest of the report is still produced.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import traceback
 from collections import Counter
@@ -28,10 +31,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis import figures, tables
+from analysis.claims import Claim, check_claims
 from analysis.collect import Collection, collect, write_tables
 from analysis.compare import Comparison, compare_with_scaling
 from analysis.families import METRIC_WORDS, METRICS, NO_REPLAY, FamilyFit, fit_family, fit_summary, no_replay_runs, replay_families
 from analysis.fingerprints import MixedEvaluations, check_same_evaluation
+from analysis.problems import group_problems
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Report:
     usable: pd.DataFrame = field(default_factory=pd.DataFrame)
     fits: list[FamilyFit] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -59,8 +65,15 @@ def build_report(
     study: str | None = None,
     study_name: str | None = None,
     progress: bool = True,
+    results_page: Path | None = None,
+    command: str = "python -m analysis.report",
+    machine: str | None = None,
 ) -> Report:
-    """Run the whole analysis; never raises for bad input (see the module docstring)."""
+    """Run the whole analysis; never raises for bad input (see the module docstring).
+
+    With `results_page`, also writes that page and its figures (`analysis.results_page`); `command`
+    is the command line the page names to regenerate itself and `machine` the machine the runs ran on.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     col = collect(paths, progress=progress)
@@ -79,6 +92,9 @@ def build_report(
             ff = _find_fit(rep, NO_REPLAY, metric)
             if ff is not None:
                 rep.comparisons += compare_with_scaling(rep.usable, ff, seed=seed)
+    with _stage(rep, "checking the paper's claims"):
+        if not rep.usable.empty:
+            rep.claims = check_claims(rep.usable, rep.comparisons)
     with _stage(rep, "writing tables"):
         _write_tables(rep)
     _draw_figures(rep)
@@ -98,6 +114,11 @@ def build_report(
         }, indent=2))
         rep.files.append(path)
     _write_markdown(rep, paths)
+    if results_page is not None:
+        with _stage(rep, "writing the results page"):
+            from analysis.results_page import write_results_page
+
+            rep.files += write_results_page(rep, results_page, command=command, machine=machine)
     return rep
 
 
@@ -235,9 +256,9 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     if rep.sequence:
         lines.append(f"Task sequence analysed: `{rep.sequence.replace('>', ' -> ')}`.")
     lines.append("")
-    issues = rep.errors + rep.problems
+    issues = group_problems(rep.errors + rep.problems)
     if issues:
-        lines += ["## Problems and notes", ""] + [f"- {p}" for p in issues] + [""]
+        lines += ["## Problems and notes", ""] + [f"- {p.line()}" for p in issues] + [""]
     runs = rep.collection.runs
     if runs.empty:
         lines += ["No run was found, so there is nothing else to report.", ""]
@@ -273,10 +294,14 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
             cs = [c for c in rep.comparisons if c.metric == metric]
             if cs:
                 lines += [f"**{METRIC_WORDS[metric].capitalize()}** ({'stability' if metric == 'retained_loss' else 'plasticity'}):", ""]
-                lines += [f"- {c.sentence}" for c in cs] + [""]
+                lines += [f"- {line}" for line in _comparison_lines(cs)] + [""]
         lines += ["Table: [tables/compare.md](tables/compare.md) ([LaTeX](tables/compare.tex)).", ""]
     else:
         lines += ["No comparison could be made (see the problems above).", ""]
+
+    if rep.claims:
+        lines += ["## The paper's four claims", "", "Rules: `analysis/claims.py` (docs/analysis.md); intervals over seeds.", ""]
+        lines += [f"- ({c.key}) {c.statement} **{c.summary()}**" for c in rep.claims] + [""]
 
     if rep.fits:
         lines += ["## Power-law fits", "", "L = E + A x^-b with x = training FLOPs per new-data token (`final_flops_train` for the total-FLOPs fit); "
@@ -307,6 +332,20 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     rep.files.append(rep.out / "report.md")
 
 
+def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
+    """One line per comparison, except that settings left undetermined for one reason share one line."""
+    lines: list[str] = []
+    undetermined: dict[str, list[str]] = {}
+    for c in comparisons:
+        if c.verdict == "undetermined":
+            undetermined.setdefault(c.sentence.split(" — ", 1)[-1], []).append(c.setting)
+        else:
+            lines.append(c.sentence)
+    for why, settings in undetermined.items():
+        lines.append(f"Undetermined for {len(settings)} setting(s) ({'; '.join(settings)}): {why}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     import matplotlib
 
@@ -319,9 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", help="Optuna storage URL, e.g. sqlite:///sweeps/study.db, for the study figures")
     parser.add_argument("--study-name", help="study in --study to draw (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--results-page", type=Path,
+                        help="also write a results page for docs/ (e.g. docs/results/cpu_bible.md) with its figures beside it")
+    parser.add_argument("--machine", help="the machine the runs ran on, for the results page (the runs do not record it)")
     args = parser.parse_args(argv)
+    command = "python -m analysis.report " + shlex.join(sys.argv[1:] if argv is None else argv)
     rep = build_report(args.paths, args.out, n_boot=args.n_boot, seed=args.seed, study=args.study,
-                       study_name=args.study_name, progress=not args.no_progress)
+                       study_name=args.study_name, progress=not args.no_progress,
+                       results_page=args.results_page, command=command, machine=args.machine)
     for p in rep.errors + rep.problems:
         print(f"warning: {p}", file=sys.stderr)
     print(f"report: {args.out / 'report.md'}")

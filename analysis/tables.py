@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis.compare import Comparison
 from analysis.families import FamilyFit, add_setting_columns
+from analysis.seed_intervals import mean_interval
 
 TABLE_KINDS = {
     "retained": ("loss_end.{}", "retained_loss", "Retained loss L_end(j) after the last task (nats/token); Avg = retained loss"),
@@ -40,7 +41,8 @@ def fmt_mean_std(values: Iterable[float], digits: int = 3) -> str:
 
 
 def method_table(runs: pd.DataFrame, tasks: list[str], kind: str) -> pd.DataFrame:
-    """One row per setting (model, alpha, Reptile), one column per task and an Avg; mean ± std over seeds."""
+    """One row per setting (model, alpha, Reptile), one column per task and an Avg; mean ± std over seeds,
+    and the Avg's 95% t interval over seeds ("–" with fewer than two seeds)."""
     col_fmt, avg_col, _ = TABLE_KINDS[kind]
     runs = add_setting_columns(runs)
     runs = runs.assign(_n=runs["n_params"].fillna(0)).sort_values(["_n", "model", "alpha", "k_eff", "eps_eff"])
@@ -50,8 +52,10 @@ def method_table(runs: pd.DataFrame, tasks: list[str], kind: str) -> pd.DataFram
         for t in tasks:
             row[t] = fmt_mean_std(grp[col_fmt.format(t)])
         row["Avg"] = fmt_mean_std(grp[avg_col])
+        est = mean_interval(grp[avg_col])
+        row["Avg 95% CI"] = f"[{est.low:.3f}, {est.high:.3f}]" if est.has_interval else "–"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["method", "seeds", *tasks, "Avg"])
+    return pd.DataFrame(rows, columns=["method", "seeds", *tasks, "Avg", "Avg 95% CI"])
 
 
 def _fmt_num(v: float | None) -> str:
@@ -61,7 +65,7 @@ def _fmt_num(v: float | None) -> str:
 
 
 def fit_table(fits: list[FamilyFit]) -> pd.DataFrame:
-    """Fitted E, A, b with 95% bootstrap intervals, one row per family and metric."""
+    """Fitted E, A, b with 95% bootstrap intervals (or why there are none), one row per family and metric."""
     rows = []
     for ff in fits:
         ci = ff.boot.ci() if ff.boot is not None else {}
@@ -72,6 +76,11 @@ def fit_table(fits: list[FamilyFit]) -> pd.DataFrame:
                 cell += f" [{_fmt_num(ci[k][0])}, {_fmt_num(ci[k][1])}]"
             row[k] = cell
         row["status"] = "ok" if ff.fit.converged else f"failed: {ff.fit.reason}"
+        if ff.fit.converged:
+            row["interval"] = ("not computed (n_boot=0)" if ff.boot is None
+                               else ff.boot.reason or f"residual bootstrap, {ff.boot.ok.shape[0]} refits")
+        else:
+            row["interval"] = "–"
         rows.append(row)
     return pd.DataFrame(rows)
 

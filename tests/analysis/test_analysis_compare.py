@@ -86,4 +86,47 @@ def test_replay_family_fit_recovers_a_power_law() -> None:
     ff = fit_family("replay, m3", runs, "retained_loss", stratum="alpha", n_boot=10)
     assert ff.fit.converged
     assert ff.fit.params["b"] == pytest.approx(0.28, rel=1e-3)
-    assert ff.boot is not None and ff.boot.n_failed == 0
+    # Exact losses show no seed-to-seed noise: no interval rather than a zero-width one.
+    assert ff.boot is not None and not ff.boot.has_interval and "no noise" in ff.boot.reason
+
+
+def _one_seed(usable: pd.DataFrame) -> pd.DataFrame:
+    return usable[usable["run_id"].str.contains("seed=0")]
+
+
+def test_one_run_per_size_gives_no_interval_and_no_verdict(collection) -> None:
+    """A true multiplier of 1 with one seed per size once read "0.967x (95% CI 0.967x to 0.967x): worse than scaling"."""
+    usable = _one_seed(collection.runs[collection.runs["usable"]])
+    nr = no_replay_runs(usable)
+    assert nr.groupby("model").size().max() == 1
+    ff = fit_family(NO_REPLAY, nr, "retained_loss", stratum="model", n_boot=20)
+    assert ff.fit.converged and not ff.boot.has_interval
+    assert "one run at model size" in ff.boot.reason
+    comps = compare_with_scaling(usable, ff)
+    assert comps
+    for c in comps:
+        assert math.isnan(c.ci_low) and math.isnan(c.ci_high)
+        assert c.verdict == "no verdict"
+        assert "better than" not in c.sentence and "worse than" not in c.sentence
+        assert "at least 2 seeds per model size" in c.sentence
+
+
+def test_a_setting_with_one_run_gets_no_interval(collection) -> None:
+    usable = collection.runs[collection.runs["usable"]]
+    nr = no_replay_runs(usable)
+    ff = fit_family(NO_REPLAY, nr, "retained_loss", stratum="model", n_boot=20)
+    single = usable[(usable["alpha"] == 0.25) & ~usable["reptile"].astype(bool)].head(1)
+    (c,) = compare_with_scaling(single, ff)
+    assert c.verdict == "no verdict" and math.isnan(c.ci_low)
+    assert "this setting has 1 run" in c.interval_note
+
+
+def test_nan_loss_is_undetermined_never_infinite(collection) -> None:
+    usable = collection.runs[collection.runs["usable"]]
+    nr = no_replay_runs(usable)
+    ff = fit_family(NO_REPLAY, nr, "retained_loss", stratum="model", n_boot=20)
+    bad = usable[(usable["alpha"] == 0.25) & ~usable["reptile"].astype(bool)].copy()
+    bad.loc[bad.index[0], "retained_loss"] = float("nan")
+    (c,) = compare_with_scaling(bad, ff)
+    assert c.verdict == "undetermined" and math.isnan(c.multiplier)
+    assert "not a finite" in c.sentence

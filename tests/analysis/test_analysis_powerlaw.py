@@ -1,4 +1,4 @@
-"""Power-law fitting: recovery of known parameters, failure reports, bootstrap, the Chinchilla data."""
+"""Power-law fitting: recovery of known parameters, failure reports (NaN, collinear, bounds), intervals, the Chinchilla data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.bootstrap import bootstrap_fit, percentile_interval, resample_runs
-from analysis.powerlaw import fit_power_law, fit_two_variable
+from analysis.bootstrap import percentile_interval, residual_bootstrap
+from analysis.powerlaw import BOUND_TOLERANCE, EXPONENT_BOUNDS, fit_power_law, fit_two_variable, invert_power_law
 
 # shared/ lies beside the repository (developers' checkouts and CI alike).
 CHINCHILLA = Path(__file__).resolve().parents[3] / "shared" / "data" / "chinchilla_svg_extracted_data.csv"
@@ -92,29 +92,15 @@ def test_flat_loss_is_not_a_power_law() -> None:
     assert "bound" in res.reason
 
 
-def test_resample_keeps_whole_runs_and_strata() -> None:
-    runs = np.array(["a", "a", "b", "b", "b", "c", "d"])
-    strata = np.array([0, 0, 0, 0, 0, 1, 1])
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        idx = resample_runs(runs, rng, strata)
-        picked = runs[idx]
-        for run in set(picked):
-            n_points = int((runs == run).sum())
-            assert (picked == run).sum() % n_points == 0  # all of a run's points, possibly repeated
-        # two runs drawn from stratum 0, two from stratum 1
-        assert sum((picked == r).sum() // (runs == r).sum() for r in "ab") == 2
-        assert sum((picked == r).sum() for r in "cd") == 2
-
-
 def test_bootstrap_interval_covers_truth() -> None:
     rng = np.random.default_rng(11)
     c = np.repeat(SIZES, 3)
     y = _curve(c) * np.exp(rng.normal(0, 0.005, c.size))
-    run_ids = np.arange(c.size)
     full = fit_power_law(c, y)
-    boot = bootstrap_fit(lambda i, f: fit_power_law(c[i], y[i], init=f, n_starts=2), full, run_ids,
-                         strata=np.repeat(np.arange(5), 3), n_boot=60, seed=1)
+    boot = residual_bootstrap(lambda ys, f: fit_power_law(c, ys, init=f, n_starts=2), full, (c,), y,
+                              strata=np.repeat(np.arange(5), 3), n_boot=60, seed=1)
+    assert boot.has_interval and boot.noise_df == c.size - 3
+    assert 0.002 < boot.noise < 0.01  # the 0.5% noise the runs were drawn with
     ci = boot.ci()
     for name, truth in (("E", 2.3), ("A", 250.0), ("b", 0.28)):
         lo, hi = ci[name]
@@ -123,6 +109,57 @@ def test_bootstrap_interval_covers_truth() -> None:
     assert ci["b"][1] - ci["b"][0] < 0.1  # informative, not just wide
     lo_band, hi_band = boot.band(np.array([1e8]))
     assert lo_band[0] < _curve(np.array([1e8]))[0] < hi_band[0]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "noise", "reason"),
+    [
+        ([1, 1, 1, 1, 1], 0.005, "one run at scale 0, 1, 2, 3, 4"),  # one run per size: seed noise unseen
+        ([2, 1, 2, 2, 2], 0.005, "one run at scale 1"),
+        ([2, 2, 2, 2, 2], 0.0, "no noise"),  # exact data: every refit would be identical
+    ],
+)
+def test_no_interval_when_the_runs_cannot_show_noise(seeds, noise, reason) -> None:
+    c = np.repeat(SIZES, seeds)
+    y = _curve(c) * np.exp(np.random.default_rng(0).normal(0, noise, c.size))
+    full = fit_power_law(c, y)
+    assert full.converged
+    boot = residual_bootstrap(lambda ys, f: fit_power_law(c, ys, init=f, n_starts=2), full, (c,), y,
+                              strata=np.repeat(np.arange(5), seeds), n_boot=20)
+    assert not boot.has_interval and reason in boot.reason
+    assert all(np.isnan(v).all() for v in boot.ci().values())
+    assert np.isnan(boot.band(np.array([1e8]))[0]).all()
+
+
+def test_inverse_of_nan_or_inf_is_nan_never_inf() -> None:
+    c = np.repeat(SIZES, 2)
+    res = fit_power_law(c, _curve(c))
+    out = res.inverse(np.array([np.nan, np.inf, -np.inf, 2.0, 3.0]))
+    assert np.isnan(out[:3]).all()
+    assert np.isinf(out[3]) and np.isfinite(out[4])
+    assert np.isnan(invert_power_law(np.array([np.nan, 1.0, 0.3]), 1.0, 3.0))
+
+
+@pytest.mark.parametrize("tokens_per_param", [20.0, "jittered"])
+def test_collinear_n_and_d_is_not_converged(tokens_per_param) -> None:
+    n = np.repeat([1e7, 5e7, 2e8, 1e9, 5e9], 2)
+    jitter = 1 + 0.01 * np.tile([-1, 1], 5) if tokens_per_param == "jittered" else 1.0
+    d = 20.0 * n * jitter
+    res = fit_two_variable(n, d, 1.7 + 400 / n**0.34 + 1800 / d**0.28)
+    assert not res.converged
+    assert "collinear" in res.reason and "vary D at a fixed N" in res.reason
+
+
+def test_exponent_near_its_bound_is_stuck_by_the_same_rule() -> None:
+    """b = 3.98 lies within BOUND_TOLERANCE of the upper bound 4: rejected like b = 4 itself."""
+    hi = EXPONENT_BOUNDS[1]
+    assert hi - 3.98 < BOUND_TOLERANCE * (hi - EXPONENT_BOUNDS[0])
+    c = np.repeat(np.geomspace(1.0, 10.0, 5), 2)
+    res = fit_power_law(c, 3.0 + 5.0 * c**-3.98)
+    assert not res.converged
+    assert "b stuck at its upper bound" in res.reason
+    ok = fit_power_law(c, 3.0 + 5.0 * c**-3.5)  # clear of the band: accepted
+    assert ok.converged and ok.params["b"] == pytest.approx(3.5, rel=1e-4)
 
 
 def test_percentile_interval_handles_infinity() -> None:
@@ -157,8 +194,8 @@ def test_chinchilla_replication_fit() -> None:
 def test_chinchilla_bootstrap_interval() -> None:
     n, d, y = _chinchilla()
     full = fit_two_variable(n, d, y)
-    boot = bootstrap_fit(lambda i, f: fit_two_variable(n[i], d[i], y[i], init=f, n_starts=2), full,
-                         np.arange(y.size), n_boot=40, seed=0)
+    boot = residual_bootstrap(lambda ys, f: fit_two_variable(n, d, ys, init=f, n_starts=2), full, (n, d), y,
+                              strata=np.repeat(0, y.size), n_boot=40, seed=0)
     ci = boot.ci()
     assert boot.n_failed <= 4
     for name in ("E", "alpha", "beta"):

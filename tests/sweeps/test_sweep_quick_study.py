@@ -32,11 +32,26 @@ def test_the_quick_replay_vs_scale_study_runs_and_is_analysed(tmp_path):
     sizes = {configs[n]["model"]["name"]: s["n_params_nonembedding"] for n, s in summaries.items()}
     assert sorted(sizes) == ["cpu-0.3m", "cpu-0.5m", "cpu-1m"]
 
+    page = tmp_path / "results" / "quick.md"
     report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "runs"), "--out",
-                             str(tmp_path / "report")], cwd=REPO, capture_output=True, text=True, timeout=600)
+                             str(tmp_path / "report"), "--n-boot", "20", "--results-page", str(page), "--machine", "CI"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert report.returncode == 0, report.stderr[-3000:]
     import pandas as pd
 
     runs = pd.read_csv(tmp_path / "report" / "data" / "runs.csv")
     assert len(runs) == 12
     assert (runs["reptile"] == (runs["k"] > 0)).all()  # "Reptile" = interpolated, here exactly the k=8 runs
+    # No part of the analysis crashed, and the page has every section, the four claims and small figures.
+    assert not (tmp_path / "report" / "errors.log").exists()
+    text = page.read_text()
+    assert "internal error" not in text and "internal error" not in (tmp_path / "report" / "report.md").read_text()
+    for section in ("## What was run", "## The paper's four claims", "## Replay versus a bigger model", "## Figures"):
+        assert section in text
+    for key in "abcd":
+        assert f"### ({key})" in text
+    assert "python -m mer.run -m +sweep=replay_vs_scale_quick" in text and "--results-page" in text
+    # One seed per size: no interval anywhere, so no better/worse verdict either.
+    assert "no verdict" in text and "better than scaling" not in text.replace("'better than scaling'", "")
+    figures = list((tmp_path / "results" / "quick").glob("*.png"))
+    assert figures and all(f.stat().st_size < 200_000 for f in figures)
