@@ -18,8 +18,13 @@
 
 A check whose interval contains 0 (or is missing) neither supports nor contradicts. The overall
 verdict of a claim: "supports" when every check supports; "contradicts" when at least one check
-contradicts and none supports; "cannot tell" otherwise (mixed or undecided), with the counts. The
-rules were fixed before the study was run and do not depend on its outcome.
+contradicts and none supports; "cannot tell" otherwise (mixed or undecided), with the counts.
+
+A claim rests on m intervals (m checks, or two per check for (b) with three alphas and for (d)), and
+one of m 95% intervals excludes 0 by chance far more often than 5% of the time (about 40% for
+m = 10). So every interval of a claim is a Bonferroni interval at level 1 - 0.05/m: the chance that
+any check of a claim supports or contradicts it by chance alone stays under 5%. The rules were
+fixed before the study was run and do not depend on its outcome.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis.compare import Comparison
-from analysis.families import add_setting_columns, no_replay_runs
-from analysis.seed_intervals import Estimate, difference_interval, mean_interval
+from analysis.bootstrap import CI_LEVEL
+from analysis.compare import Comparison, compare_with_scaling
+from analysis.families import FamilyFit, add_setting_columns, no_replay_runs
+from analysis.seed_intervals import difference_interval, mean_interval
 
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "cannot tell"
 
@@ -52,6 +58,8 @@ class Claim:
     statement: str
     rule: str
     checks: list[Check] = field(default_factory=list)
+    level: float = CI_LEVEL
+    """Level of each of the claim's intervals (Bonferroni: 1 - 0.05/m)."""
 
     @property
     def verdict(self) -> str:
@@ -67,7 +75,16 @@ class Claim:
         if not self.checks:
             return f"{UNDECIDED}: the sweep has no runs for this claim"
         return (f"{self.verdict} ({counts[SUPPORTS]} of {len(self.checks)} checks support, "
-                f"{counts[CONTRADICTS]} contradict, {counts[UNDECIDED]} cannot tell)")
+                f"{counts[CONTRADICTS]} contradict, {counts[UNDECIDED]} cannot tell; {_pct(self.level)} intervals)")
+
+
+def bonferroni(m: int) -> float:
+    """Level of each of m intervals so that all m hold together with probability >= 95%."""
+    return 1 - (1 - CI_LEVEL) / max(m, 1)
+
+
+def _pct(level: float) -> str:
+    return f"{100 * level:.4g}%"
 
 
 def _outcome(sign: int, good: int) -> str:
@@ -82,79 +99,97 @@ def _sizes(runs: pd.DataFrame) -> list[str]:
 
 def forgetting_claim(runs: pd.DataFrame) -> Claim:
     nr = no_replay_runs(runs)
+    sizes = _sizes(nr)
+    level = bonferroni(len(sizes))
     checks = []
-    for model in _sizes(nr):
-        est = mean_interval(nr.loc[nr["model"] == model, "forgetting"])
+    for model in sizes:
+        est = mean_interval(nr.loc[nr["model"] == model, "forgetting"], level)
         checks.append(Check(model, f"forgetting {est.text()}", _outcome(est.sign(), +1)))
     return Claim("a", "Sequential training forgets.",
-                 "no-replay forgetting per size: interval above 0 supports, below 0 contradicts", checks)
+                 "no-replay forgetting per size: interval above 0 supports, below 0 contradicts", checks, level)
 
 
 def replay_claim(runs: pd.DataFrame) -> Claim:
     plain = runs[~runs["reptile"].astype(bool)]
-    checks = []
+    groups = []
     for model in _sizes(plain):
         sub = plain[plain["model"] == model]
         alphas = sorted(sub["alpha"].unique())
-        if len(alphas) < 2 or alphas[0] != 0:
-            continue
-        steps: list[tuple[str, Estimate]] = []
-        for lo, hi in zip(alphas, alphas[1:], strict=False):
-            est = difference_interval(sub.loc[sub["alpha"] == hi, "forgetting"], sub.loc[sub["alpha"] == lo, "forgetting"])
-            steps.append((f"F(alpha={hi:g}) - F(alpha={lo:g})", est))
-        signs = [e.sign() for _, e in steps]
+        if len(alphas) >= 2 and alphas[0] == 0:
+            groups.append((model, sub, list(zip(alphas, alphas[1:], strict=False))))
+    level = bonferroni(sum(len(steps) for *_, steps in groups))
+    checks = []
+    for model, sub, steps in groups:
+        ests = [(f"F(alpha={hi:g}) - F(alpha={lo:g})",
+                 difference_interval(sub.loc[sub["alpha"] == hi, "forgetting"], sub.loc[sub["alpha"] == lo, "forgetting"], level))
+                for lo, hi in steps]
+        signs = [e.sign() for _, e in ests]
         outcome = SUPPORTS if all(s == -1 for s in signs) else (CONTRADICTS if any(s == 1 for s in signs) else UNDECIDED)
-        checks.append(Check(model, "; ".join(f"{name} {e.text()}" for name, e in steps), outcome))
+        checks.append(Check(model, "; ".join(f"{name} {e.text()}" for name, e in ests), outcome))
     return Claim("b", "Replay reduces forgetting, and more so at a larger replay rate.",
                  "per size, every step up in alpha lowers forgetting (Welch interval below 0) supports; "
-                 "any step that raises it (interval above 0) contradicts", checks)
+                 "any step that raises it (interval above 0) contradicts", checks, level)
 
 
 def reptile_claim(runs: pd.DataFrame) -> Claim:
-    checks = []
+    pairs = []
     for model in _sizes(runs):
         sub = runs[(runs["model"] == model) & (runs["alpha"] > 0)]
         for alpha in sorted(sub["alpha"].unique()):
             at = sub[sub["alpha"] == alpha]
             off = at[~at["reptile"].astype(bool)]
             for (k, eps), on in at[at["reptile"].astype(bool)].groupby(["k_eff", "eps_eff"], sort=True):
-                est = difference_interval(on["retained_loss"], off["retained_loss"])
-                checks.append(Check(f"{model}, alpha={alpha:g}, k={k} eps={eps:g}",
-                                    f"retained loss with - without Reptile {est.text()}", _outcome(est.sign(), -1)))
+                pairs.append((f"{model}, alpha={alpha:g}, k={k} eps={eps:g}", on, off))
+    level = bonferroni(len(pairs))
+    checks = []
+    for label, on, off in pairs:
+        est = difference_interval(on["retained_loss"], off["retained_loss"], level)
+        checks.append(Check(label, f"retained loss with - without Reptile {est.text()}", _outcome(est.sign(), -1)))
     return Claim("c", "Reptile adds to replay.",
                  "per size and alpha > 0, retained loss with Reptile minus without: interval below 0 supports, "
-                 "above 0 contradicts", checks)
+                 "above 0 contradicts", checks, level)
 
 
-def compute_claim(comparisons: list[Comparison]) -> Claim:
-    plain = [c for c in comparisons if c.metric == "retained_loss" and c.k == 0 and c.alpha > 0]
-    checks = []
-    for model in dict.fromkeys(c.model for c in plain):
-        mine = sorted((c for c in plain if c.model == model), key=lambda c: c.alpha)
-        if len(mine) < 2:
-            continue
-        small, large = mine[0], mine[-1]
-        text = (f"alpha={small.alpha:g}: {_mult(small)}; alpha={large.alpha:g}: {_mult(large)}")
-        if small.verdict == "better than scaling" and large.verdict in ("worse than scaling", "no clear difference from scaling"):
-            outcome = SUPPORTS
-        elif small.verdict == "worse than scaling" or large.verdict == "better than scaling":
-            outcome = CONTRADICTS
-        else:
-            outcome = UNDECIDED
-        checks.append(Check(model, text, outcome))
-    return Claim("d", "Per FLOP, a small replay rate beats a bigger model and a large one does not.",
-                 "per size (Reptile off), on retained loss: the smallest alpha 'better than scaling' and the largest "
-                 "not supports; the smallest 'worse than scaling' or the largest 'better than scaling' contradicts", checks)
+def compute_claim(runs: pd.DataFrame, no_replay: FamilyFit | None, *, seed: int = 0) -> Claim:
+    """Claim (d) from the multipliers on retained loss of the smallest and largest alpha per size (Reptile off).
+
+    The multipliers are recomputed here at the claim's Bonferroni level (two intervals per size).
+    """
+    plain = runs[~runs["reptile"].astype(bool) & (runs["alpha"] > 0)]
+    sizes = [m for m in _sizes(plain) if plain.loc[plain["model"] == m, "alpha"].nunique() >= 2]
+    level = bonferroni(2 * len(sizes))
+    rule = ("per size (Reptile off), on retained loss: the smallest alpha 'better than scaling' and the largest not "
+            "supports; the smallest 'worse than scaling' or the largest 'better than scaling' contradicts")
+    statement = "Per FLOP, a small replay rate beats a bigger model and a large one does not."
+    if no_replay is None or not sizes:
+        return Claim("d", statement, rule, [], level)
+    alphas = {m: sorted(plain.loc[plain["model"] == m, "alpha"].unique()) for m in sizes}
+    chosen = plain[[a in (alphas[m][0], alphas[m][-1]) for m, a in zip(plain["model"], plain["alpha"], strict=True)]]
+    comparisons = compare_with_scaling(chosen, no_replay, seed=seed, level=level)
+    return Claim("d", statement, rule, [_compute_check(m, comparisons) for m in sizes], level)
+
+
+def _compute_check(model: str, comparisons: list[Comparison]) -> Check:
+    small, large = sorted((c for c in comparisons if c.model == model), key=lambda c: c.alpha)
+    text = f"alpha={small.alpha:g}: {_mult(small)}; alpha={large.alpha:g}: {_mult(large)}"
+    if small.verdict == "better than scaling" and large.verdict in ("worse than scaling", "no clear difference from scaling"):
+        return Check(model, text, SUPPORTS)
+    if small.verdict == "worse than scaling" or large.verdict == "better than scaling":
+        return Check(model, text, CONTRADICTS)
+    return Check(model, text, UNDECIDED)
 
 
 def _mult(c: Comparison) -> str:
     if c.verdict == "undetermined":
         return "undetermined"
-    ci = "no interval" if c.ci_low != c.ci_low else f"95% CI {c.ci_low:.3g}x to {c.ci_high:.3g}x"
+    ci = "no interval" if c.ci_low != c.ci_low else f"CI {c.ci_low:.3g}x to {c.ci_high:.3g}x"
     return f"{c.multiplier:.3g}x ({ci}) {c.verdict}"
 
 
-def check_claims(runs: pd.DataFrame, comparisons: list[Comparison]) -> list[Claim]:
-    """The four claims on usable runs of one task sequence (see the module docstring for the rules)."""
+def check_claims(runs: pd.DataFrame, no_replay: FamilyFit | None, *, seed: int = 0) -> list[Claim]:
+    """The four claims on usable runs of one task sequence (see the module docstring for the rules).
+
+    `no_replay` is the no-replay family's fit of retained loss (None: claim (d) has no checks).
+    """
     runs = add_setting_columns(runs)
-    return [forgetting_claim(runs), replay_claim(runs), reptile_claim(runs), compute_claim(comparisons)]
+    return [forgetting_claim(runs), replay_claim(runs), reptile_claim(runs), compute_claim(runs, no_replay, seed=seed)]

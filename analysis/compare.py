@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import MIN_RUNS_PER_STRATUM, percentile_interval, redraw_noise
+from analysis.bootstrap import CI_LEVEL, MIN_RUNS_PER_STRATUM, percentile_interval, redraw_noise
 from analysis.families import METRIC_WORDS, X_COL, FamilyFit, add_setting_columns
 from analysis.fingerprints import COLUMN, check_same_evaluation
 from analysis.powerlaw import invert_power_law
@@ -65,11 +65,13 @@ class Comparison:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
-def compare_with_scaling(runs: pd.DataFrame, no_replay: FamilyFit, *, seed: int = 0) -> list[Comparison]:
+def compare_with_scaling(
+    runs: pd.DataFrame, no_replay: FamilyFit, *, seed: int = 0, level: float = CI_LEVEL
+) -> list[Comparison]:
     """Compare every setting of `runs` that is not in the no-replay family (alpha > 0 or Reptile on).
 
     `runs` are usable runs of one task sequence; `no_replay` is the no-replay family's fit of the
-    metric to compare on (its bootstrap, if any, gives the interval). Raises
+    metric to compare on (its bootstrap, if any, gives the interval, at `level`). Raises
     `analysis.fingerprints.MixedEvaluations` when the settings' runs and the fit's runs were scored on
     different evaluations.
     """
@@ -83,7 +85,7 @@ def compare_with_scaling(runs: pd.DataFrame, no_replay: FamilyFit, *, seed: int 
     out: list[Comparison] = []
     rng = np.random.default_rng(seed)
     for (model, alpha, k, eps), grp in others.groupby(["model", "alpha", "k_eff", "eps_eff"], sort=True):
-        out.append(_compare_setting(grp, str(model), float(alpha), int(k), float(eps), no_replay, noise, rng))
+        out.append(_compare_setting(grp, str(model), float(alpha), int(k), float(eps), no_replay, noise, rng, level))
     return out
 
 
@@ -106,7 +108,7 @@ def pooled_noise(runs: pd.DataFrame, metric: str) -> tuple[float, int]:
 
 def _compare_setting(
     grp: pd.DataFrame, model: str, alpha: float, k: int, eps: float, ff: FamilyFit,
-    noise: tuple[float, int], rng: np.random.Generator,
+    noise: tuple[float, int], rng: np.random.Generator, level: float,
 ) -> Comparison:
     metric = ff.metric
     losses = grp[metric].to_numpy(dtype=float)
@@ -137,9 +139,9 @@ def _compare_setting(
         draws = loss * np.exp(np.array([redraw_noise(sigma, df, rng) for _ in thetas]) * rng.standard_normal(len(thetas))
                               / math.sqrt(len(grp)))
         mults = np.array([float(invert_power_law(t, ff.boot.scales[0], d)) for t, d in zip(thetas, draws, strict=True)]) / used
-        ci = percentile_interval(mults)
+        ci = percentile_interval(mults, level)
     verdict = _verdict(mult, ci)
-    sentence = _sentence(label, alpha, k > 0, metric, mult, ci, verdict, extrapolated, needed, (lo_x, hi_x), note)
+    sentence = _sentence(label, alpha, k > 0, metric, mult, ci, verdict, extrapolated, needed, (lo_x, hi_x), note, level)
     return Comparison(**common, flops_needed=needed, multiplier=mult, ci_low=ci[0], ci_high=ci[1],
                       extrapolated=extrapolated, verdict=verdict, sentence=sentence, interval_note=note)
 
@@ -177,7 +179,7 @@ def _fmt_mult(m: float) -> str:
 
 def _sentence(
     label: str, alpha: float, reptile: bool, metric: str, mult: float, ci: tuple[float, float],
-    verdict: str, extrapolated: bool, needed: float, x_range: tuple[float, float], note: str,
+    verdict: str, extrapolated: bool, needed: float, x_range: tuple[float, float], note: str, level: float,
 ) -> str:
     method = "replay + Reptile" if alpha > 0 and reptile else ("Reptile" if reptile else "replay")
     words = METRIC_WORDS[metric]
@@ -187,7 +189,7 @@ def _sentence(
     else:
         body = f"{method} reaches the {words} of a no-replay model that would use {_fmt_mult(mult)} its compute"
     if not math.isnan(ci[0]):
-        body += f" (95% CI {_fmt_mult(ci[0])} to {_fmt_mult(ci[1])})"
+        body += f" ({100 * level:g}% CI {_fmt_mult(ci[0])} to {_fmt_mult(ci[1])})"
     text = f"{label}: {body}: {verdict}"
     if note:
         text += f" ({note})"
