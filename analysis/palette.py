@@ -1,9 +1,12 @@
 """One colour-blind-safe palette for every figure, so a colour means the same thing everywhere.
 
-- model size: sequential (viridis, dark = small, light = large, stopping before the pale yellow end);
+- model size: sequential (viridis, dark = small, light = large, stopping before the pale yellow end),
+  used only in panels about model size, always with a key naming the models;
 - replay rate alpha: distinct Okabe-Ito colours, black for alpha = 0 (the no-replay baseline);
 - tasks: seaborn's "colorblind" qualitative palette;
-- Reptile on/off: marker and line style, never colour, so it combines with the alpha colours.
+- Reptile setting (off, or each (k, eps)): marker and line style, never colour, so it combines
+  with the alpha colours;
+- fits: greys; the forgetting heatmap: one sequential colour map.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "
 """Okabe & Ito (2008) colours, yellow last (hard to see on white)."""
 BASELINE = "#000000"
 FIT = "#4D4D4D"
-REPTILE_STYLE = {False: {"marker": "o", "linestyle": "-"}, True: {"marker": "s", "linestyle": "--"}}
+"""The no-replay family's fit."""
+REPLAY_FIT = "#999999"
+"""Replay families' fits (lighter than FIT, so the reference curve stands out)."""
+FORGETTING_CMAP = "rocket_r"
+"""Sequential map of the forgetting heatmap (light = little forgetting)."""
+REPTILE_OFF = (0, 1.0)
+"""The (k, eps) key of a run without Reptile, as `analysis.families.reptile_key` writes it."""
+
+_REPTILE_MARKERS = ("s", "^", "D", "v", "P", "X", "*")
+_REPTILE_DASHES = ("--", "-.", ":", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (8, 2)), (0, (2, 1)), (0, (4, 1, 1, 1)))
 
 
 def size_colors(sizes: Iterable[float]) -> dict[float, tuple[float, float, float, float]]:
@@ -38,6 +50,16 @@ def alpha_colors(alphas: Iterable[float]) -> dict[float, str]:
             out[a] = BASELINE
     for i, a in enumerate(others):
         out[a] = OKABE_ITO[i % len(OKABE_ITO)]
+    return out
+
+
+def reptile_styles(keys: Iterable[tuple[int, float]]) -> dict[tuple[int, float], dict]:
+    """{"marker", "linestyle"} per Reptile setting (k, eps): circle and solid line when off (`REPTILE_OFF`),
+    then a distinct marker and dash pattern per setting in (k, eps) order (cycling after seven)."""
+    on = sorted({(int(k), float(e)) for k, e in keys} - {REPTILE_OFF})
+    out = {REPTILE_OFF: {"marker": "o", "linestyle": "-"}}
+    for i, key in enumerate(on):
+        out[key] = {"marker": _REPTILE_MARKERS[i % len(_REPTILE_MARKERS)], "linestyle": _REPTILE_DASHES[i % len(_REPTILE_DASHES)]}
     return out
 
 

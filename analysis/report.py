@@ -236,10 +236,8 @@ def _draw_figures(rep: Report) -> None:
         ("task_losses", task_losses, "no evaluations"),
         ("loss_vs_flops", lambda: figures.plot_loss_vs_flops(evals, usable, total_fit), "no evaluations"),
         ("stability_plasticity", lambda: figures.plot_stability_plasticity(usable, [f for f in rep.fits if f.x_col == "flops_per_new_token"]), "no runs"),
-        ("forgetting_alpha_k", lambda: figures.plot_forgetting_heatmap(usable, "k_eff"),
-         "needs a model with >= 2 values of alpha and >= 2 of k (sweep alpha x k)"),
-        ("forgetting_alpha_eps", lambda: figures.plot_forgetting_heatmap(usable, "eps_eff"),
-         "needs a model with >= 2 values of alpha and >= 2 of eps (sweep alpha x eps)"),
+        ("forgetting_alpha_reptile", lambda: figures.plot_forgetting_heatmap(usable),
+         "needs a model with >= 2 values of alpha or >= 2 Reptile settings (k, eps)"),
     ]
     for name, draw, why in jobs:
         with _stage(rep, f"drawing figure {name}"):
@@ -318,11 +316,18 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     if figs:
         lines += ["## Figures", ""]
         captions = {
-            "task_losses": "Per-task validation loss over training; dotted lines mark task boundaries.",
-            "loss_vs_flops": "Mean loss over all tasks vs training FLOPs (log-log), by model size and by replay rate, with the no-replay fit.",
-            "stability_plasticity": "Retained and learned loss vs FLOPs per new token, both families, with fits and 95% bands.",
-            "forgetting_alpha_k": "Forgetting over replay rate x Reptile interval.",
-            "forgetting_alpha_eps": "Forgetting over replay rate x Reptile step size.",
+            "task_losses": "Per-task validation loss over training, one panel per configuration: mean over seeds with a band of "
+                           "± 1 sample std; dotted lines mark task boundaries.",
+            "loss_vs_flops": "Mean loss over all tasks vs training FLOPs (log-log). Left: no-replay runs coloured by model size "
+                             "(key: model and parameter count); then one panel per model with replay or Reptile runs, coloured by "
+                             "replay rate, Reptile setting as line style and marker. Lines: mean over seeds with a band of ± 1 sample "
+                             "std, marker at the end of training; grey: the no-replay fit of retained loss with its 95% band (when it converged).",
+            "stability_plasticity": "Retained and learned loss vs FLOPs per new token, one point per configuration: mean ± 1 sample "
+                                    "std over seeds (no bar for a single seed); colour: replay rate, marker: Reptile setting; "
+                                    "fits that converged, the no-replay fit with its 95% bootstrap band.",
+            "forgetting_alpha_reptile": "Forgetting by replay rate (rows) and Reptile setting (columns: off, then each k and eps, never "
+                                        "pooled), one panel per model; cells: mean ± 1 sample std over seeds (n: seeds, shown when "
+                                        "they differ; blank: not run).",
         }
         for name in figs:
             lines += [f"### {name}", "", captions.get(name, "Optuna study figure."), "", f"![{name}](figures/{name}.png)", ""]

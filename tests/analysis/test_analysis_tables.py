@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from analysis import tables
@@ -21,11 +22,14 @@ def test_mean_std_and_formatting() -> None:
 def test_method_table_has_task_columns_and_average(collection) -> None:
     usable = collection.runs[collection.runs["usable"]]
     t = tables.method_table(usable, ["en", "fr", "de"], "retained")
-    assert list(t.columns) == ["method", "seeds", "en", "fr", "de", "Avg"]
+    assert list(t.columns) == ["method", "seeds", "en", "fr", "de", "Avg", "Avg 95% CI"]
     row = t.set_index("method").loc["m1, alpha=0"]
     assert row["seeds"] == 3
     runs = usable[(usable["model"] == "m1")]
     assert row["Avg"] == tables.fmt_mean_std(runs["retained_loss"])
+    v = runs["retained_loss"].to_numpy()
+    half = 4.302653 * v.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df): three seeds
+    assert row["Avg 95% CI"] == f"[{v.mean() - half:.3f}, {v.mean() + half:.3f}]"
     assert row["en"] == tables.fmt_mean_std(runs["loss_end.en"])
     # sorted by model size: m1 first, m5 last
     assert t["method"].iloc[0].startswith("m1") and t["method"].iloc[-1].startswith("m5")
