@@ -283,9 +283,9 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     lines += [
         "Compute-equivalent multiplier: the training FLOPs per new token a model *without* replay needs, by the "
         "no-replay family's fitted curve, to reach the same loss, divided by the FLOPs per new token the setting used. "
-        "Above 1, replay is cheaper than a bigger model. Intervals: 95% bootstrap over runs (no-replay runs resampled "
-        "within each model size, the setting's own runs resampled too); with 2-3 seeds per setting they are on the "
-        "narrow side, so read a verdict whose interval nearly touches 1 as undecided.", "",
+        "Above 1, replay is cheaper than a bigger model. Intervals: 95%, from a residual bootstrap of the no-replay "
+        "curve with a redrawn noise level and the setting's mean loss redrawn with the pooled seed-to-seed noise "
+        "(coverage simulated in docs/analysis.md); none, and no verdict, where a model size or a setting has one run.", "",
     ]
     if rep.comparisons:
         for metric in METRICS:
