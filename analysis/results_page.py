@@ -34,15 +34,18 @@ FIGURE_WIDTH = 1400
 
 
 def sweep_commands(runs: pd.DataFrame) -> list[str]:
-    """`python -m mer.run -m ...` of every sweep the runs came from, read from its multirun.yaml."""
-    commands = []
-    for sweep in dict.fromkeys(Path(p).parent for p in runs["run_dir"]):
-        path = sweep / "multirun.yaml"
+    """`python -m mer.run -m ...` of every sweep the runs came from (its multirun.yaml), each followed by a
+    comment saying how many of the runs it holds (a sweep can be stopped early and finished by another)."""
+    lines = []
+    for sweep, held in runs.groupby(runs["run_dir"].map(lambda p: str(Path(p).parent)), sort=True):
+        path = Path(sweep) / "multirun.yaml"
         if not path.is_file():
+            lines.append(f"# {len(held)} runs in {sweep} (no multirun.yaml: not started as a sweep)")
             continue
         overrides = (yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("overrides", {}).get("task", [])
-        commands.append("python -m mer.run -m " + " ".join(shlex.quote(str(o)) for o in overrides))
-    return commands
+        lines.append("python -m mer.run -m " + " ".join(shlex.quote(str(o)) for o in overrides)
+                     + f"  # {len(held)} of the runs used here")
+    return lines
 
 
 def software_versions(runs: pd.DataFrame) -> list[str]:
@@ -133,7 +136,7 @@ def write_results_page(rep: Report, page: Path, *, command: str, machine: str | 
         return [page]
     lines += ["## What was run", ""]
     lines += ["Commands (the sweeps' own `multirun.yaml`), then this page:", "", "```bash"]
-    lines += sweep_commands(rep.collection.runs) + [command, "```", ""]
+    lines += sweep_commands(usable) + [command, "```", ""]
     lines += _design(usable, tasks)
     lines += [f"- Wall time: {_wall_time(usable)}",
               f"- Machine: {machine or 'not stated (pass --machine)'}; software: {'; '.join(software_versions(usable)) or 'not recorded'}.", ""]
