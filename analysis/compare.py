@@ -199,3 +199,17 @@ def _sentence(
         text += (f". Extrapolated: the matching no-replay compute ({needed:.3g} FLOPs/token) is outside the observed "
                  f"range {x_range[0]:.3g}-{x_range[1]:.3g}; treat with caution")
     return text + "."
+
+
+def summary_lines(comparisons: list[Comparison]) -> list[str]:
+    """One sentence per comparison, except that settings left undetermined for one reason share one line."""
+    lines: list[str] = []
+    undetermined: dict[str, list[str]] = {}
+    for c in comparisons:
+        if c.verdict == "undetermined":
+            undetermined.setdefault(c.sentence.split(" — ", 1)[-1], []).append(c.setting)
+        else:
+            lines.append(c.sentence)
+    for why, settings in undetermined.items():
+        lines.append(f"Undetermined for {len(settings)} setting(s) ({'; '.join(settings)}): {why}")
+    return lines

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from analysis import figures, tables
 from analysis.claims import Claim, check_claims
 from analysis.collect import Collection, collect, write_tables
-from analysis.compare import Comparison, compare_with_scaling
+from analysis.compare import Comparison, compare_with_scaling, summary_lines
 from analysis.families import METRIC_WORDS, METRICS, NO_REPLAY, FamilyFit, fit_family, fit_summary, no_replay_runs, replay_families
 from analysis.fingerprints import MixedEvaluations, check_same_evaluation
 from analysis.problems import group_problems
@@ -114,6 +114,10 @@ def build_report(
         }, indent=2))
         rep.files.append(path)
     _write_markdown(rep, paths)
+    with _stage(rep, "adding the downstream accuracy"):  # runs scored with lm-evaluation-harness (mer.downstream)
+        from analysis.downstream import add_downstream
+
+        add_downstream(rep)
     if results_page is not None:
         with _stage(rep, "writing the results page"):
             from analysis.results_page import write_results_page
@@ -292,7 +296,7 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
             cs = [c for c in rep.comparisons if c.metric == metric]
             if cs:
                 lines += [f"**{METRIC_WORDS[metric].capitalize()}** ({'stability' if metric == 'retained_loss' else 'plasticity'}):", ""]
-                lines += [f"- {line}" for line in _comparison_lines(cs)] + [""]
+                lines += [f"- {line}" for line in summary_lines(cs)] + [""]
         lines += ["Table: [tables/compare.md](tables/compare.md) ([LaTeX](tables/compare.tex)).", ""]
     else:
         lines += ["No comparison could be made (see the problems above).", ""]
@@ -335,20 +339,6 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
               "- `data/evals.csv`, `data/evals.parquet`: one row per evaluation (`val_loss.<task>` columns).", ""]
     (rep.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     rep.files.append(rep.out / "report.md")
-
-
-def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
-    """One line per comparison, except that settings left undetermined for one reason share one line."""
-    lines: list[str] = []
-    undetermined: dict[str, list[str]] = {}
-    for c in comparisons:
-        if c.verdict == "undetermined":
-            undetermined.setdefault(c.sentence.split(" — ", 1)[-1], []).append(c.setting)
-        else:
-            lines.append(c.sentence)
-    for why, settings in undetermined.items():
-        lines.append(f"Undetermined for {len(settings)} setting(s) ({'; '.join(settings)}): {why}")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from analysis import tables
 from analysis.claims import Claim
+from analysis.compare import summary_lines
 from analysis.families import METRIC_WORDS, METRICS, add_setting_columns
 from analysis.problems import group_problems
 
@@ -107,7 +108,7 @@ def _claims(claims: list[Claim]) -> list[str]:
     for c in claims:
         lines += [f"### ({c.key}) {c.statement}", "", f"Rule: {c.rule}. Verdict: **{c.summary()}**.", ""]
         if c.checks:
-            lines += ["| check | estimate, 95% interval | outcome |", "|---|---|---|"]
+            lines += [f"| check | estimate [{100 * c.level:.4g}% interval] | outcome |", "|---|---|---|"]
             lines += [f"| {ch.label} | {ch.estimate} | {ch.outcome} |" for ch in c.checks]
             lines.append("")
     return lines
@@ -118,7 +119,7 @@ def _comparisons(rep: Report) -> list[str]:
     for metric in METRICS:
         cs = [c for c in rep.comparisons if c.metric == metric]
         if cs:
-            lines += [f"**{METRIC_WORDS[metric].capitalize()}**:", ""] + [f"- {c.sentence}" for c in cs] + [""]
+            lines += [f"**{METRIC_WORDS[metric].capitalize()}**:", ""] + [f"- {line}" for line in summary_lines(cs)] + [""]
     return lines or ["No comparison could be made (see the problems below).", ""]
 
 
@@ -141,8 +142,9 @@ def write_results_page(rep: Report, page: Path, *, command: str, machine: str | 
     lines += [f"- Wall time: {_wall_time(usable)}",
               f"- Machine: {machine or 'not stated (pass --machine)'}; software: {'; '.join(software_versions(usable)) or 'not recorded'}.", ""]
     lines += ["## The paper's four claims", "",
-              "Intervals are 95% t (one setting) or Welch (a difference of two settings) intervals over seeds; "
-              "the multipliers' intervals are described in docs/analysis.md.", ""]
+              "Intervals are t (one setting) or Welch (a difference of two settings) intervals over seeds, each at its "
+              "claim's Bonferroni level 1 - 0.05/m (m intervals in the claim); the multipliers' intervals are described "
+              "in docs/analysis.md. The rules are in `analysis/claims.py`, fixed before the study was run.", ""]
     lines += _claims(rep.claims)
     lines += ["## Replay versus a bigger model (compute-equivalent multipliers)", ""] + _comparisons(rep)
     if rep.fits:
