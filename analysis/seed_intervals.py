@@ -54,19 +54,20 @@ def _finite(values: Iterable[float]) -> np.ndarray:
 
 
 def mean_interval(values: Iterable[float], level: float = CI_LEVEL) -> Estimate:
-    """Mean with a Student t interval; NaN bounds for fewer than two finite values."""
+    """Mean with a Student t interval; NaN bounds for fewer than two finite values or no spread among them."""
     v = _finite(values)
     if v.size == 0:
         return Estimate(math.nan, math.nan, math.nan, 0)
     mean = float(v.mean())
-    if v.size < 2:
+    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size >= 2 else 0.0
+    if se == 0.0:  # one run, or identical runs: no spread to build an interval from
         return Estimate(mean, math.nan, math.nan, int(v.size))
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * se)
     return Estimate(mean, mean - half, mean + half, int(v.size))
 
 
 def difference_interval(a: Iterable[float], b: Iterable[float], level: float = CI_LEVEL) -> Estimate:
-    """mean(a) - mean(b) with a Welch interval; NaN bounds unless both groups have two finite values."""
+    """mean(a) - mean(b) with a Welch interval; NaN bounds unless both groups have two finite values and some spread."""
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
         return Estimate(math.nan, math.nan, math.nan, int(min(x.size, y.size)))

@@ -44,5 +44,7 @@ def test_seed_intervals_cover_at_their_level() -> None:
 
 def test_no_spread_means_no_interval() -> None:
     assert not mean_interval([3.0]).has_interval
+    assert not mean_interval([0.0, 0.0, 0.0]).has_interval  # never a zero-width interval
+    assert mean_interval([0.0, 0.0, 0.0]).text() == "+0.000 (no interval: runs without spread)"
     assert not difference_interval([3.0, 3.0], [2.0, 2.0]).has_interval
     assert mean_interval([3.0, np.nan, 3.2]).n == 2
