@@ -114,6 +114,10 @@ def build_report(
         }, indent=2))
         rep.files.append(path)
     _write_markdown(rep, paths)
+    with _stage(rep, "adding the downstream accuracy"):  # runs scored with lm-evaluation-harness (mer.downstream)
+        from analysis.downstream import add_downstream
+
+        add_downstream(rep)
     if results_page is not None:
         with _stage(rep, "writing the results page"):
             from analysis.results_page import write_results_page

@@ -6,7 +6,7 @@ dataclasses (`to_dataclass`), whose `__post_init__` checks all run before any wo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from mer.budget import min_budget_tokens_for, reptile_fires, reptile_refusal, steps_per_task
@@ -33,6 +33,14 @@ class EvalConfig:
     stride: int | None = None
     """Tokens between consecutive windows, in [1, context]; null = context (disjoint windows). A smaller
     stride gives every scored token at least context - stride tokens of context, at context/stride times the cost."""
+    downstream: list[str] = field(default_factory=list)
+    """lm-evaluation-harness tasks (or groups) to score the live model on at every task boundary, e.g.
+    [bible_cloze]; needs the extra `pip install -e ".[eval]"`. Records go to downstream.jsonl, the tokens forwarded
+    count as evaluation FLOPs. Empty (the default): none, and the harness is not imported."""
+    downstream_limit: int | None = None
+    """At most this many documents per downstream task (the harness' --limit); null: all of them."""
+    downstream_include: list[str] = field(default_factory=list)
+    """Folders of your own harness task YAML for eval.downstream (the built-in bible_cloze needs none)."""
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -46,6 +54,17 @@ class EvalConfig:
         if self.context is not None and self.stride is not None and self.stride > self.context:
             raise ValueError(f"eval.stride={self.stride} is larger than eval.context={self.context}: windows would "
                              f"skip tokens; use a stride in [1, {self.context}] or null")
+        if any(not isinstance(t, str) or not t.strip() for t in self.downstream):
+            raise ValueError(f"eval.downstream={self.downstream!r} must list harness task names, e.g. [bible_cloze]")
+        if self.downstream_limit is not None and self.downstream_limit < 1:
+            raise ValueError(f"eval.downstream_limit={self.downstream_limit} must be >= 1, or null for every document")
+        if self.downstream:
+            from mer.harness import require_harness
+
+            require_harness(f"eval.downstream={list(self.downstream)}")
+        elif self.downstream_limit is not None or self.downstream_include:
+            raise ValueError("eval.downstream_limit and eval.downstream_include apply to eval.downstream, which is "
+                             "empty: give the tasks, e.g. eval.downstream=[bible_cloze]")
 
     def windows(self, seq_len: int) -> tuple[int, int]:
         """(context, stride) actually used for a model of `seq_len`; refuses a context the model cannot take."""
@@ -117,6 +136,9 @@ class RunConfig:
     peak_flops: float | None = None
     """Peak FLOP/s of ONE device for the MFU figure; null takes it from mer.mfu's GPU table (or a measured
     matmul rate on CPU)."""
+    export_each_task: bool = False
+    """Keep the model of every task boundary as a Hugging Face folder, models/after_<task>/ (save_pretrained,
+    safetensors, tokenizer, model card), recorded in summary.json's exported_models (`mer.export`)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
@@ -125,7 +147,7 @@ class RunConfig:
             raise ValueError(f"k={self.k} must be >= 0 (0 or null turns Reptile off)")
         if not 0.0 < self.eps <= 1.0:
             raise ValueError(f"eps={self.eps} must be in (0, 1] (1 leaves the weights unchanged)")
-        if self.model.name not in PRESETS and self.model.name != "custom":
+        if self.model.name not in PRESETS and self.model.name != "custom" and self.model.init_from is None:
             raise ValueError(f"unknown model size {self.model.name!r}; choose one of {sorted(PRESETS)} "
                              "(model=<name>) or set model.name=custom with explicit shape fields")
         if self.n_new_per_step < 1:
@@ -151,12 +173,18 @@ class RunConfig:
         if refusal is not None:
             raise ValueError(refusal)
         for name in ("compile", "activation_checkpointing", "fsdp_on_cpu", "reptile_at_task_end",
-                     "reptile_reset_each_task"):
+                     "reptile_reset_each_task", "export_each_task"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.peak_flops is not None and not self.peak_flops > 0:
             raise ValueError(f"peak_flops={self.peak_flops!r} must be > 0 (FLOP/s of one device, e.g. 989e12) or null")
         self.eval.windows(self.model.seq_len)  # refuses eval.context > model.seq_len before any work
+        if self.model.init_from is not None:  # the model's tokenizer, unless given; refused if it does not fit
+            from mer.pretrained import check_tokenizer
+
+            path = check_tokenizer(self.model.init_from, self.data.tokenizer.path)
+            # New objects, not an assignment: a DataConfig may be shared with other configs (dataclasses.replace).
+            self.data = replace(self.data, tokenizer=replace(self.data.tokenizer, path=path))
 
     @property
     def n_new_per_step(self) -> int:

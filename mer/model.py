@@ -43,6 +43,7 @@ A tied embedding is counted once in the total.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -74,8 +75,17 @@ class ModelConfig:
     """Standard deviation of the normal initialisation of every linear and embedding weight."""
     norm_eps: float = 1e-5
     """Epsilon of the RMSNorm layers."""
+    init_from: str | None = None
+    """A local directory holding a Hugging Face Llama-family causal LM (save_pretrained: config.json and
+    safetensors weights, any dtype) to continue pre-training instead of building the shape above from random
+    weights. Its architecture replaces every shape field (only seq_len, the training block length, stays
+    yours and must not exceed the model's max_position_embeddings), a preset `name` becomes the directory's
+    name, and its tokenizer replaces the trained BPE unless data.tokenizer.path is given (`mer.pretrained`)."""
 
     def __post_init__(self) -> None:
+        if self.init_from is not None:
+            self._take_pretrained_shape()
+            return  # the loaded architecture was checked by transformers when it was saved
         for field in ("n_layer", "d_model", "n_head", "d_ff", "seq_len"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -103,6 +113,24 @@ class ModelConfig:
             raise ValueError(f"model.init_std={self.init_std!r}: must be > 0, e.g. 0.02")
         if not self.norm_eps > 0:
             raise ValueError(f"model.norm_eps={self.norm_eps!r}: must be > 0, e.g. 1e-5")
+
+    def _take_pretrained_shape(self) -> None:
+        """Replace the shape by init_from's architecture; raises ValueError for a directory that is not a model
+        the trainer can train, or a seq_len longer than the model's positions."""
+        from mer.pretrained import check_model_directory, max_positions, shape_of
+
+        config = check_model_directory(self.init_from)
+        for key, value in shape_of(config).items():
+            setattr(self, key, value)
+        if self.name in PRESETS:  # the model group's default name would label the run with a shape it does not have
+            self.name = Path(self.init_from).expanduser().resolve().name
+        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or self.seq_len <= 0:
+            raise ValueError(f"model.seq_len={self.seq_len!r}: must be a positive integer")
+        limit = max_positions(config)
+        if limit is not None and self.seq_len > limit:
+            raise ValueError(f"model.seq_len={self.seq_len} is longer than the {limit} positions of the model in "
+                             f"model.init_from={self.init_from!r} (max_position_embeddings); use "
+                             f"model.seq_len<={limit}")
 
     @property
     def head_dim(self) -> int:

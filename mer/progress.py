@@ -10,7 +10,7 @@ log = logging.getLogger("mer.progress")
 
 
 class Progress:
-    """Shows task, step, loss, tokens/s, MFU (from the last train line) and ETA."""
+    """Shows task, step, loss, tokens/s, MFU (from the last train line), ETA and a note (the last downstream scores)."""
 
     def __init__(self, total_steps: int, start_step: int, task_names: list[str], every_s: float = 30.0) -> None:
         self.total, self.start_step = total_steps, start_step
@@ -28,15 +28,16 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         return (self.tokens - (self.start_tokens or 0)) / elapsed if elapsed > 0 else 0.0
 
-    def update(self, step: int, task: str, loss: float, tokens: int, mfu: float | None = None) -> None:
+    def update(self, step: int, task: str, loss: float, tokens: int, mfu: float | None = None, note: str = "") -> None:
         if self.start_tokens is None:
             self.start_tokens = tokens
         self.tokens = tokens
         if self.bar is not None:
             self.bar.n = step
             shown_mfu = "" if mfu is None else f" mfu={mfu:.1%}"
-            self.bar.set_postfix_str(f"task={task} loss={loss:.3f} tok/s={self.tokens_per_s():,.0f}{shown_mfu}",
-                                     refresh=False)
+            shown_note = f" | {note}" if note else ""
+            self.bar.set_postfix_str(f"task={task} loss={loss:.3f} tok/s={self.tokens_per_s():,.0f}{shown_mfu}"
+                                     f"{shown_note}", refresh=False)
             self.bar.refresh()
             return
         now = time.perf_counter()
@@ -44,8 +45,9 @@ class Progress:
             self.last_print = now
             done = step - self.start_step
             eta = (now - self.started) / done * (self.total - step) if done else float("nan")
-            log.info("step %d/%d task=%s loss=%.4f tok/s=%.0f%s eta=%.0fs", step, self.total, task, loss,
-                     self.tokens_per_s(), "" if mfu is None else f" mfu={mfu:.1%}", eta)
+            log.info("step %d/%d task=%s loss=%.4f tok/s=%.0f%s eta=%.0fs%s", step, self.total, task, loss,
+                     self.tokens_per_s(), "" if mfu is None else f" mfu={mfu:.1%}", eta,
+                     f" | downstream {note}" if note else "")
 
     def close(self) -> None:
         if self.bar is not None:

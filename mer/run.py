@@ -11,6 +11,7 @@ run after a checkpoint) stays an exit in both: it means "stop, requeue", not "th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -46,13 +47,17 @@ def main(cfg: DictConfig) -> dict:
 
         torch.set_num_threads(run_cfg.threads)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if run_cfg.model.init_from is not None:  # what the run trains: the loaded architecture and its tokenizer
+        resolved["model"] = dataclasses.asdict(run_cfg.model)
+        resolved["data"]["tokenizer"]["path"] = run_cfg.data.tokenizer.path
     from mer.data.corpus import DataError
+    from mer.harness import HarnessError
     from mer.runner import RunConfigMismatch, run_training
     from mer.trainer import TrainingStopped
 
     try:
         return run_training(run_cfg, name, resolved)
-    except (DataError, RunConfigMismatch, TrainingStopped) as error:
+    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError) as error:
         log.error("%s", error)
         if isinstance(error, TrainingStopped) and "signal" in str(error):
             sys.exit(143)  # checkpointed: the launcher requeues, the sweep stops (resumed when launched again)

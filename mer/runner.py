@@ -27,6 +27,7 @@ from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
 from mer.evaluation import eval_fingerprint, fingerprint_id
+from mer.export import exported_models
 from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
 from mer.sharding import check_parallel
 
@@ -151,7 +152,8 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
 
     from mer.trainer import Trainer, TrainingStopped
 
-    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir, dist)
+    task_folders = [prepared.cloze_dir] if prepared.cloze_dir is not None else []
+    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir, dist, prepared.tokenizer_dir, task_folders)
     summary: dict[str, Any] = {
         "status": "running", "error": None, "run_name": run_name, "tasks": sequence.names,
         "n_params": trainer.n_params, "n_params_nonembedding": trainer.n_params_nonembedding,
@@ -159,6 +161,7 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         "wall_time_s": 0.0, "versions": versions(), "world_size": dist.world_size,
         "sharded": sharded,
         "steps_per_task": {t.name: t.steps for t in sequence.tasks},
+        "init_from": cfg.model.init_from, "exported_models": exported_models(run_dir, sequence.names),
     }
     # Which tokens, windows and tokenizer the losses were measured on: the analysis compares only runs that agree.
     fingerprint = eval_fingerprint(prepared.tokenizer_hash, *cfg.eval.windows(cfg.model.seq_len),
@@ -191,7 +194,7 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         write_summary()
         raise
     summary.update(status="completed", totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
-                   wall_time_s=trainer.position.wall_time)
+                   wall_time_s=trainer.position.wall_time, exported_models=exported_models(run_dir, sequence.names))
     if dist.is_main:
         summary.update(summarize(MetricsLog(run_dir / "metrics.jsonl").records(), sequence.names))
         write_summary()

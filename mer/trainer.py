@@ -29,7 +29,8 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from mer.evaluation import plan_windows
 from mer.flops import FlopCounter, estimate_flops
 from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
+from mer.pretrained import load_pretrained
 from mer.progress import Progress
 from mer.replay import ReplayBuffer
 from mer.reptile import Reptile, ReptileConfig
@@ -106,8 +108,12 @@ def _set_rng_state(state: dict) -> None:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, sequence: TaskSequence, vocab_size: int, run_dir: Path,
-                 dist: Distributed | None = None) -> None:
+                 dist: Distributed | None = None, tokenizer_dir: Path | None = None,
+                 task_folders: Sequence[Path] = ()) -> None:
+        """`tokenizer_dir`: the tokenizer's folder, which exports (export_each_task) copy; `task_folders`: harness
+        task folders for eval.downstream (the built-in cloze one, then eval.downstream_include)."""
         self.cfg, self.sequence, self.run_dir = cfg, sequence, run_dir
+        self.tokenizer_dir = tokenizer_dir
         if dist is None:  # one process on the configured device
             from mer.distributed import check_precision, resolve_device
 
@@ -118,12 +124,25 @@ class Trainer:
             raise ValueError("the trainer splits the GLOBAL block order over ranks itself: build the TaskSequence "
                              "with rank=0, world_size=1 on every rank")
         self.dist, self.device = dist, dist.device
+        self.downstream = None  # scores the live model at task boundaries (eval.downstream)
+        if cfg.eval.downstream:  # first: an unknown task name is refused before the model is even built
+            if check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu):
+                raise ValueError("eval.downstream scores the model on rank 0 alone, which a sharded model "
+                                 "(parallel=fsdp) cannot do: train with export_each_task=true and score the "
+                                 "exported models afterwards with `python -m mer.downstream RUN_DIR --tasks ...`")
+            from mer.downstream_live import LiveDownstream
+
+            self.downstream = LiveDownstream(cfg, run_dir, tokenizer_dir, task_folders)  # checks the task names
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         # The fp32 module: the optimizer, Reptile, checkpoints and evaluation all see this one.
         # Built on its device: a 6B model built on the host would take 24 GB of host memory on every rank.
-        with torch.device(self.device):
-            self.model = build_model(cfg.model, vocab_size)
+        # From a pretrained model its loaded weights are the start (and so Reptile's first anchor).
+        if cfg.model.init_from is not None:
+            self.model = load_pretrained(cfg.model.init_from, self.device)
+        else:
+            with torch.device(self.device):
+                self.model = build_model(cfg.model, vocab_size)
         if cfg.activation_checkpointing:
             # Non-reentrant checkpointing works with DDP and torch.compile (transformers 5 renamed the method).
             enable = getattr(self.model, "activation_checkpointing_enable", None)
@@ -159,8 +178,10 @@ class Trainer:
         # With copied tokens each rank keeps its own file (rank 0 keeps the single-process path).
         storage = run_dir / ("buffer" if dist.is_main else f"buffer-rank{dist.rank}")
         self.buffer = ReplayBuffer(cfg.buffer, sequence, seed=cfg.seed, rank=0, storage_dir=storage)
+        # The output projection's rows: the tokenizer's size for a built model, the embedding rows (which may
+        # be padded past the tokenizer) for a loaded one.
         self.rates = estimate_flops(self.n_params, self.n_params_nonembedding, cfg.model.n_layer, cfg.model.seq_len,
-                                    cfg.model.d_model, vocab_size)
+                                    cfg.model.d_model, int(self.model.config.vocab_size))
         self.flops = FlopCounter(self.rates)
         self.position = Position()
         self.metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else None
@@ -265,7 +286,7 @@ class Trainer:
                     pos.wall_time = time.perf_counter() - started
                     if progress is not None:
                         progress.update(pos.step, task.name, loss, self.flops.tokens_new + self.flops.tokens_replay,
-                                        self._last_mfu)
+                                        self._last_mfu, self.downstream.note if self.downstream is not None else "")
                         if pos.step % cfg.log_every == 0:
                             self._log_train(loss, progress.tokens_per_s())
                     if pos.step % cfg.eval.every == 0 and pos.task_step < task.steps:
@@ -284,7 +305,11 @@ class Trainer:
                 # a resume from a checkpoint of the task's last step (the anchor is then already at this step).
                 if cfg.reptile_at_task_end and self.reptile.step_partial_window(pos.step):
                     self.flops.add_reptile_step()
-                self.evaluate(boundary=True)
+                losses = self.evaluate(boundary=True)
+                if cfg.export_each_task:
+                    self.export_task_model(task.name, losses)
+                if self.downstream is not None:
+                    self._score_downstream(task.name)
                 pos.task_index, pos.task_step = pos.task_index + 1, 0
                 self.save()
         finally:
@@ -403,6 +428,43 @@ class Trainer:
             self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})
         self.overhead_s += time.perf_counter() - started
         return losses
+
+    def export_task_model(self, task_name: str, losses: dict[str, float]) -> None:
+        """Keep the model of this task boundary as a Hugging Face folder, `models/after_<task>/` (export_each_task).
+
+        Under FSDP every rank takes part in gathering the whole weights onto rank 0 (on the host), which writes
+        them; the others wait. Written atomically (`mer.export.write_hf_model`)."""
+        from mer.export import task_model_dir, write_hf_model
+        from mer.model_card import model_card
+
+        started = time.perf_counter()
+        state = None
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.dist.is_main:
+            if self.tokenizer_dir is None:
+                raise ValueError("export_each_task needs the tokenizer's folder (Trainer(tokenizer_dir=...))")
+            card = model_card(self.run_dir.name, asdict(self.cfg), self.sequence.names, task_name, losses)
+            write_hf_model(task_model_dir(self.run_dir, task_name), self.model.config, self.tokenizer_dir, card,
+                           model=None if self.sharded else self.model, state_dict=state)
+            log.info("task %s: model kept in %s", task_name, task_model_dir(self.run_dir, task_name))
+        self.dist.barrier()
+        self.overhead_s += time.perf_counter() - started
+
+    def _score_downstream(self, task_name: str) -> None:
+        """eval.downstream at the end of `task_name`: rank 0 scores the live model; the others wait. The tokens it
+        forwarded count as evaluation FLOPs on every rank."""
+        started = time.perf_counter()
+        forwarded = torch.zeros((), dtype=torch.float64, device=self.device)
+        if self.dist.is_main:
+            index = self.sequence.names.index(task_name)
+            forwarded += self.downstream.score(self.model, task_name, index, self.position.step,
+                                               self.cfg.precision == "bf16")
+            self.model.train()
+        self.flops.add_eval(int(self.dist.sum(forwarded).item()))
+        self.overhead_s += time.perf_counter() - started
 
     # ---------------------------------------------------------------- helpers
     def _autocast(self):

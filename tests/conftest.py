@@ -20,3 +20,29 @@ def small_bible(tmp_path_factory):
 
     cfg = small_bible_config(tmp_path_factory.mktemp("data"))
     return cfg, prepare_data(cfg)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _harness_datasets_cache(tmp_path_factory):
+    """The harness loads task data through `datasets`: keep its cache out of the user's and never go online."""
+    os.environ["HF_DATASETS_CACHE"] = str(tmp_path_factory.mktemp("hf_datasets"))
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def exported_run(small_bible, tmp_path_factory):
+    """A completed tiny five-task run trained with export_each_task=true: (run directory, its config, summary).
+    128-token blocks: its models then take every bible_cloze item (the longest ending is 70 tokens of this BPE)."""
+    import dataclasses
+    import json
+
+    from mer.model import get_preset
+    from mer.runner import run_training
+    from mer_testing import tiny_run_config
+
+    cfg = tiny_run_config(small_bible[0], tmp_path_factory.mktemp("exported"), export_each_task=True,
+                          model=get_preset("cpu-0.5m", seq_len=128))
+    summary = run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
+    from pathlib import Path
+
+    return Path(cfg.runs_dir) / "run", cfg, summary

@@ -41,3 +41,39 @@ def tiny_run_config(small_bible_cfg, runs_dir: Path, **overrides):
     )
     fields.update(overrides)
     return RunConfig(**fields)
+
+
+def save_tiny_llama(folder: Path, tokenizer_dir: Path | None, vocab_size: int | None = None, dtype=None,
+                    architecture: str = "llama", seed: int = 0, **shape) -> Path:
+    """A small randomly initialised Hugging Face causal LM saved with save_pretrained (safetensors) to `folder`,
+    with the tokenizer files of `tokenizer_dir` copied beside it byte for byte (None: no tokenizer). Its shape
+    (3 layers of width 64, 96 positions) differs from every preset, so a run that follows it is visibly the
+    loaded architecture; `vocab_size` defaults to the tokenizer's size."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    if vocab_size is None:
+        vocab_size = len(AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True))
+    torch.manual_seed(seed)
+    if architecture == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=96))
+    else:
+        import transformers
+
+        dims = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=96, tie_word_embeddings=False)
+        dims.update(shape)
+        prefix = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}[architecture]
+        config = getattr(transformers, f"{prefix}Config")(vocab_size=vocab_size, **dims)
+        model = getattr(transformers, f"{prefix}ForCausalLM")(config)
+    if dtype is not None:
+        model = model.to(dtype)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    if tokenizer_dir is not None:
+        for path in Path(tokenizer_dir).iterdir():
+            if path.is_file():
+                shutil.copy(path, folder / path.name)
+    return folder

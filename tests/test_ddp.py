@@ -202,6 +202,26 @@ def test_interrupted_fsdp_run_resumes_to_the_same_losses(small_bible, tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_fsdp_exports_each_task_from_the_gathered_weights(small_bible, tmp_path):
+    """export_each_task under FSDP: the ranks gather the whole weights onto rank 0, which writes models/after_<task>;
+    the last one equals what `python -m mer.export` reads back from the sharded checkpoint (no process group)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mer.export import export_run
+
+    result = _torchrun(Path(small_bible[0].data_dir), tmp_path, export_each_task=True, **FSDP)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["sharded"] and summary["exported_models"] == {t: f"models/after_{t}" for t in summary["tasks"]}
+    last = AutoModelForCausalLM.from_pretrained(str(run_dir / "models" / f"after_{summary['tasks'][-1]}"))
+    final = AutoModelForCausalLM.from_pretrained(str(export_run(run_dir, tmp_path / "final")))
+    for name, tensor in final.state_dict().items():
+        assert torch.equal(last.state_dict()[name], tensor), name
+
+
 def test_fsdp_on_cpu_is_refused_unless_asked_for(small_bible, tmp_path):
     result = _torchrun(Path(small_bible[0].data_dir), tmp_path, parallel="fsdp")
     assert result.returncode != 0

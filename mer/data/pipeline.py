@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mer.data.cloze import count_items, prepare_cloze
 from mer.data.config import DataConfig, TaskConfig
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.shards import ShardInfo, prepare_shards, register_token_files, token_dtype
@@ -48,6 +49,10 @@ class PreparedData:
     tokenizer_hash: str
     shards: list[ShardInfo]
     seconds: float
+    tokenizer_dir: Path | None = None
+    """The folder the tokenizer loads from (the cached BPE or data.tokenizer.path): exports copy it."""
+    cloze_dir: Path | None = None
+    """The harness task folder of the built-in `bible_cloze` task (`mer.data.cloze`); None without Bible tasks."""
 
 
 def prepare_data(cfg: DataConfig) -> PreparedData:
@@ -71,7 +76,20 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
         corpus = corpora[task.name]
         coverage = check_coverage(tokenizer, corpus)
         shards.append(prepare_shards(corpus, tokenizer, digest, data_dir, coverage))
-    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started)
+    tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
+                     else data_dir / "tokenizers" / digest)
+    # The downstream cloze items of the held-out verses: written once, like the shards, so that
+    # `python -m mer.downstream --tasks bible_cloze` needs no network (and no preparation of its own).
+    cloze = prepare_cloze(text_tasks, {name: corpus.fingerprint for name, corpus in corpora.items()}, data_dir)
+    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started, tokenizer_dir, cloze)
+
+
+def prepare_cloze_tasks(cfg: DataConfig) -> Path | None:
+    """The built-in cloze task folder of a task sequence (written now if preparation has not written it yet);
+    None when no task is on the Bible source. For scoring a finished run's models without preparing it again."""
+    data_dir = Path(cfg.data_dir).expanduser()
+    bible = [t for t in cfg.tasks if t.source == "bible"]
+    return prepare_cloze(bible, {t.name: build_corpus(t, data_dir).fingerprint for t in bible}, data_dir)
 
 
 def format_table(prepared: PreparedData) -> str:
@@ -85,4 +103,8 @@ def format_table(prepared: PreparedData) -> str:
                      f"{bpt:>12.2f}  {m['source']}")
     lines.append(f"tokenizer {prepared.tokenizer_hash} ({len(prepared.tokenizer)} tokens); "
                  f"shards under {prepared.shards[0].directory.parent}")
+    if prepared.cloze_dir is not None:
+        counts = ", ".join(f"{name} {n}" for name, n in count_items(prepared.cloze_dir).items())
+        lines.append(f"downstream task bible_cloze (4 choices, chance 0.25): {counts} items; harness task folder "
+                     f"{prepared.cloze_dir} (lm_eval --include_path)")
     return "\n".join(lines)

@@ -52,12 +52,21 @@ def tokenizer_hash(corpora: Sequence[TaskCorpus], cfg: TokenizerConfig) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+# Files of a model directory that are not the tokenizer: a model's folder is also its tokenizer's
+# (model.init_from), and hashing gigabytes of weights to name a token cache would be slow and pointless.
+_NOT_TOKENIZER_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt", ".onnx")
+_NOT_TOKENIZER_NAMES = ("config.json", "generation_config.json", "model.safetensors.index.json",
+                        "pytorch_model.bin.index.json")
+
+
 def _directory_hash(directory: Path) -> str:
     if not directory.is_dir():
         raise DataError(f"data.tokenizer.path={str(directory)!r} is not a directory; give the folder that holds "
                         "tokenizer.json (as written by save_pretrained)")
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+    files = (p for p in directory.iterdir()
+             if p.is_file() and p.suffix not in _NOT_TOKENIZER_SUFFIXES and p.name not in _NOT_TOKENIZER_NAMES)
+    for path in sorted(files):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

