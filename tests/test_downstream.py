@@ -100,6 +100,7 @@ def test_an_unknown_downstream_task_is_refused_before_training(small_bible, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # trains 300,000 tokens and scores 345 items: minutes on 2 cores, more under load
 def test_a_model_beats_chance_on_the_cloze_of_the_language_it_learned(tmp_path):
     """The default model (cpu-2m, default tokenizer) trained on English alone, 300,000 tokens, scored by the harness on
     all 345 items of bible_cloze_en: acc_mutual_info clears chance (0.25) by four standard errors and more."""
