@@ -31,8 +31,9 @@ def file_sha256(path: Path) -> str:
 
 def start_over_hint(run_dir: Path) -> str:
     """The fix for a run directory that cannot resume: a command that really starts the run again."""
-    return (f"to start the run over, run `python -m mer.start_over {shlex.quote(str(run_dir))}` (it renames metrics.jsonl and "
-            "summary.json aside and removes the checkpoint), then the same training command again")
+    command = f"python -m mer.start_over {shlex.quote(str(run_dir))}"
+    return (f"to start the run over, run `{command}` (it renames metrics.jsonl and summary.json aside and removes "
+            "the checkpoint), then the same training command again")
 
 
 def discarded_name(path: Path) -> Path:

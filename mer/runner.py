@@ -174,8 +174,8 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
     summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
-                        f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started with, or "
-                        f"{start_over_hint(run_dir)}")
+                        f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "
+                        f"with, or {start_over_hint(run_dir)}")
 
     def write_summary() -> None:
         if dist.is_main:

@@ -91,7 +91,8 @@ def test_token_ids_of_shards_prepared_before_manifests_had_hashes_are_checked(ca
     tokens = np.fromfile(info.path("train"), dtype=np.uint16)
     tokens[len(tokens) // 2] = 60_000  # one id past the 512-token vocabulary
     tokens.tofile(info.path("train"))
-    message = _refused(cfg, r"ar-\w+/train\.bin holds token id 60000, but the tokenizer it was made with has 512 tokens")
+    message = _refused(cfg, r"ar-\w+/train\.bin holds token id 60000, but the tokenizer it was made with has "
+                            r"512 tokens")
     _run_the_fix(message)
     assert int(prepare_data(cfg).shards[3].tokens("train").max()) < 512
 

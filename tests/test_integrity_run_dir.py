@@ -246,3 +246,50 @@ def test_a_damaged_log_at_the_end_of_a_run_names_the_file_and_line(tmp_path):
         handle.write(b"\0" * 40 + b"\n")
     with pytest.raises(RunDirectoryDamaged, match=r"metrics\.jsonl: line 2 is not a metrics record"):
         log.records()
+
+
+@pytest.mark.slow
+def test_the_run_command_refuses_a_damaged_checkpoint_in_one_line_and_the_fix_works(small_bible, tmp_path):
+    """As a user meets it: SIGTERM, bits flipped in state.pt, `python -m mer.run` exits 2 with one line naming the
+    file and `python -m mer.start_over`; that command, then the same training command, completes the run."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    cfg = small_bible[0]
+    data_dir = tmp_path / "data"
+    shutil.copytree(cfg.data_dir, data_dir)
+    tasks = ",".join(f"{{name:{t.name},max_train_documents:{t.max_train_documents}}}" for t in cfg.tasks[:2])
+    args = [sys.executable, "-m", "mer.run", f"data.tasks=[{tasks}]", f"data.data_dir={data_dir}",
+            f"runs_dir={tmp_path}/runs",
+            f"data.tokenizer.vocab_size={cfg.tokenizer.vocab_size}", "run_name=r", "threads=1", "peak_flops=1e12",
+            f"data.tokenizer.train_chars_per_task={cfg.tokenizer.train_chars_per_task}", "model=cpu-0.5m",
+            "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=12000", "data.eval_tokens=65",
+            "eval.every=1000", "checkpoint_every=3", "log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "runs" / "r"
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run / "checkpoint" / "manifest.json").is_file()
+                                          and (run / "metrics.jsonl").read_text().count('"train"') >= 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    state = run / "checkpoint" / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    state.write_bytes(bytes(data))
+    refused = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, output[-2000:]
+    assert "Traceback" not in output
+    line = next(line for line in output.splitlines() if "state.pt is damaged" in line)
+    assert str(state) in line and "python -m mer.start_over" in line
+    _run_the_fix(line)
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[0] == 1
