@@ -55,11 +55,17 @@ def _records(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(small_bible, tmp_path_factory):
-    """The records of an uninterrupted run: every repaired run must end with exactly these."""
+def reference_run(small_bible, tmp_path_factory) -> Path:
+    """An uninterrupted, completed run (its directory)."""
     runs = tmp_path_factory.mktemp("reference")
     _train(_config(small_bible, runs))
-    return _records(runs / "run")
+    return runs / "run"
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    """The records of an uninterrupted run: every repaired run must end with exactly these."""
+    return _records(reference_run)
 
 
 def _interrupted(small_bible, tmp_path, monkeypatch, after_steps: int):
@@ -199,6 +205,22 @@ def test_resume_from_a_checkpoint_of_a_tasks_last_step_logs_the_true_lr(small_bi
     _train(cfg)
     boundary = [r for r in _records(tmp_path / "run") if r["event"] == "eval" and r["boundary"]][0]
     assert boundary["lr"] > 0 and boundary == [r for r in reference if r["event"] == "eval" and r["boundary"]][0]
+
+
+def test_exporting_from_a_damaged_checkpoint_is_refused(reference_run, tmp_path):
+    import shutil
+
+    from mer.export import ExportError, export_run
+
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    state = run / "checkpoint" / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    state.write_bytes(bytes(data))
+    with pytest.raises(ExportError, match=r"state\.pt is damaged"):
+        export_run(run, tmp_path / "out", None, "float32")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_shard_of_a_sharded_checkpoint_is_refused(tmp_path):
