@@ -229,3 +229,21 @@ def test_the_prepare_command_refuses_a_damaged_shard_in_one_line(cache):
     _run_the_fix(refused.stderr)
     rebuilt = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=600, env=env)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+
+
+def test_another_hosts_staging_folder_is_removed_only_when_idle_for_an_hour(tmp_path):
+    """On a shared file system: under the entry's lock, and only after an hour without a change."""
+    import time
+
+    final = tmp_path / "entry"
+    idle = tmp_path / ".entry.staging-otherhost-12345-0000aaaa"
+    busy = tmp_path / ".entry.staging-otherhost-12346-0000bbbb"
+    for folder in (idle, busy):
+        (folder / "part").mkdir(parents=True)
+        (folder / "part" / "train.bin").write_bytes(b"z")
+    two_hours_ago = time.time() - 7200
+    for path in (idle / "part" / "train.bin", idle / "part", idle):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    with atomic_directory(final) as staging:
+        (staging / "done.bin").write_bytes(b"y")
+    assert not idle.exists() and busy.is_dir()

@@ -315,3 +315,11 @@ def test_the_run_command_refuses_a_damaged_checkpoint_in_one_line_and_the_fix_wo
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[0] == 1
+
+
+def test_start_over_refuses_a_folder_that_is_not_a_run(tmp_path):
+    from mer.start_over import main
+
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert main([str(tmp_path)]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
