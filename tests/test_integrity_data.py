@@ -105,12 +105,14 @@ def test_the_manifest_records_the_largest_token_id(cache):
 
 def test_unchanged_shards_are_not_read_again(cache, monkeypatch):
     cfg, _ = cache
+    for stamp in Path(cfg.data_dir).rglob(shard_check.STAMP_FILE):  # the fixture's preparation may have stamped some
+        stamp.unlink()
     monkeypatch.setattr(shard_check, "RACY_NS", 0)
     scanned = []
     real_scan = shard_check.scan_tokens
     monkeypatch.setattr(shard_check, "scan_tokens", lambda path, dtype: scanned.append(path) or real_scan(path, dtype))
     prepared = prepare_data(cfg)
-    assert len(scanned) == 10  # 5 tasks x 2 splits: the copies are new files (new inodes)
+    assert len(scanned) == 10  # 5 tasks x 2 splits, none stamped
     scanned.clear()
     prepare_data(cfg)
     assert scanned == []  # stamps match: nothing hashed
@@ -125,6 +127,8 @@ def test_a_file_written_just_now_is_not_stamped(cache, monkeypatch):
     shard = prepared.shards[0].path("train")
     stamp_file = shard.parent / shard_check.STAMP_FILE
     shard.write_bytes(shard.read_bytes())  # rewritten now, same bytes
+    # A window of an hour instead of 2 s, so that a slow preparation on a busy machine still counts as "just now".
+    monkeypatch.setattr(shard_check, "RACY_NS", 3600 * 10**9)
     prepare_data(cfg)
     assert "train" not in (json.loads(stamp_file.read_text()) if stamp_file.exists() else {})
     monkeypatch.setattr(shard_check, "RACY_NS", 0)
