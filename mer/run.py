@@ -52,12 +52,13 @@ def main(cfg: DictConfig) -> dict:
         resolved["data"]["tokenizer"]["path"] = run_cfg.data.tokenizer.path
     from mer.data.corpus import DataError
     from mer.harness import HarnessError
+    from mer.integrity import RunDirectoryDamaged
     from mer.runner import RunConfigMismatch, run_training
     from mer.trainer import TrainingStopped
 
     try:
         return run_training(run_cfg, name, resolved)
-    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError) as error:
+    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged) as error:
         log.error("%s", error)
         if isinstance(error, TrainingStopped) and "signal" in str(error):
             sys.exit(143)  # checkpointed: the launcher requeues, the sweep stops (resumed when launched again)

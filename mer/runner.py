@@ -28,6 +28,8 @@ from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
 from mer.evaluation import eval_fingerprint, fingerprint_id
 from mer.export import exported_models
+from mer.integrity import start_over_hint
+from mer.resume_check import check_run_directory
 from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
 from mer.sharding import check_parallel
 
@@ -134,6 +136,9 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         was, now = ("fsdp", "ddp") if previous["sharded"] else ("ddp", "fsdp")
         raise RunConfigMismatch(f"{run_dir} holds a checkpoint written with parallel={was}, this job uses "
                                 f"parallel={now}; resume with parallel={was}")
+    # Checkpoint files against their sha256s, metrics.jsonl against the checkpoint, before any work (rank 0; the
+    # others stop too if it refuses): mer.resume_check.
+    dist.main_first(lambda: check_run_directory(run_dir) if dist.is_main else None)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
     prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
@@ -169,7 +174,8 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
     summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
-                        f"gives {prepared.tokenizer_hash}; the shards changed. Delete {run_dir} to start over")
+                        f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "
+                        f"with, or {start_over_hint(run_dir)}")
 
     def write_summary() -> None:
         if dist.is_main:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from mer.checkpoint import begin_checkpoint, commit_checkpoint, find_checkpoint, load_checkpoint, write_state
+from mer.checkpoint_integrity import write_manifest
 from mer.config import RunConfig
 from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
@@ -211,6 +212,7 @@ class Trainer:
             "data": self.sequence.state_dict(), "flops": self.flops.state_dict(),
             "position": self.position.state_dict(), "rng": _rng_state(),
             "metrics_bytes": self.metrics.size() if self.metrics is not None else 0,
+            "metrics": self.metrics.checkpoint_state() if self.metrics is not None else None,
             "world_size": self.dist.world_size,
         }
 
@@ -237,8 +239,10 @@ class Trainer:
         self.flops.load_state_dict(state["flops"])
         self.position.load_state_dict(state["position"])
         _set_rng_state(state["rng"])
-        if self.metrics is not None:
-            self.metrics.truncate(int(state["metrics_bytes"]))
+        if self.position.step > 0:  # the LR of the last step done: a boundary evaluation right after resuming logs it
+            self._last_lr = lr_at(self.position.step - 1, self.task_steps, self.cfg.optim)
+        if self.metrics is not None:  # verified, then cut at a record boundary (older checkpoints: the length only)
+            self.metrics.truncate(state.get("metrics") or int(state["metrics_bytes"]))
 
     def save(self) -> None:
         """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it.
@@ -253,7 +257,10 @@ class Trainer:
             save_sharded(tmp / SHARDED_DIR, self.model, self.optimizer, self.reptile.anchor, dist.rank)
             dist.barrier()  # every rank's shards are written
         if dist.is_main:
-            write_state(tmp, self.state_dict())
+            state = self.state_dict()
+            write_state(tmp, state)
+            # Last file in, before the rename that publishes the checkpoint: every file's sha256 (verified on resume).
+            write_manifest(tmp, state["metrics"], self.position.step)
             commit_checkpoint(self.run_dir)
         dist.barrier()
         self.overhead_s += time.perf_counter() - started
