@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from mer.config import RunConfig, register_configs, to_dataclass
 from mer.refusal import RunRefused, record_refusal
 from mer.run_dir import run_name_from_overrides
+from mer.usage_errors import run_hydra_main
 from sweeps.plugins import register_hydra_plugins
 
 register_configs()
@@ -79,4 +80,4 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main, RunConfig)  # a bad override: one message, exit code 2 (mer.usage_errors)
