@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mer import stop_request
 from mer.config import RunConfig, register_configs, to_dataclass
 from mer.refusal import RunRefused, record_refusal
 from mer.run_dir import run_name_from_overrides
@@ -56,6 +57,9 @@ def main(cfg: DictConfig) -> dict:
     from mer.runner import RunConfigMismatch, run_training
     from mer.trainer import TrainingStopped
 
+    if stop_request.requested() is not None:  # the sweep was asked to stop before this job began: start nothing
+        log.error("not started: the sweep is stopping (signal %d)", stop_request.requested())
+        sys.exit(stop_request.STOPPED_BY_SIGNAL)
     try:
         return run_training(run_cfg, name, resolved)
     except (DataError, RunConfigMismatch, TrainingStopped, HarnessError) as error:

@@ -24,6 +24,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
+
+from .grid_sweeper import stop_sweep
 from .search_space import SearchSpace, parse_search_space
 
 log = logging.getLogger(__name__)
@@ -207,30 +210,37 @@ class MerOptunaSweeper(Sweeper):
         log.info("study %r (%s): %d of %d trials done; search space %s, fixed %s", self.study_name,
                  self.storage_spec or "sqlite", self._done(study), n_trials,
                  {k: str(v) for k, v in space.distributions.items()}, space.fixed)
-        while (remaining := n_trials - self._done(study)) > 0:
-            trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
-            batch = []
-            for trial in trials:
-                overrides = space.overrides(trial.params)
-                batch.append(overrides)
-                trial.set_user_attr("overrides", overrides)
-                trial.set_user_attr("job_idx", self.job_idx + len(batch) - 1)
-                run_dir = self._run_dir(overrides)
-                if run_dir is not None:
-                    trial.set_user_attr("run_dir", run_dir)
-            for trial, job_return in zip(trials, self._launch(batch)):
+        with SweepStop():  # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.stop_request)
+            while (remaining := n_trials - self._done(study)) > 0:
+                trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
+                batch = []
+                for trial in trials:
+                    overrides = space.overrides(trial.params)
+                    batch.append(overrides)
+                    trial.set_user_attr("overrides", overrides)
+                    trial.set_user_attr("job_idx", self.job_idx + len(batch) - 1)
+                    run_dir = self._run_dir(overrides)
+                    if run_dir is not None:
+                        trial.set_user_attr("run_dir", run_dir)
                 try:
-                    if isinstance(job_return, BaseException):
-                        raise TrialFailed(f"the launcher failed: {type(job_return).__name__}: {job_return}")
-                    values = self._objective_values(job_return)
-                except TrialFailed as failure:
-                    trial.set_user_attr("fail_reason", str(failure))
-                    _tell(study, trial, state=TrialState.FAIL)
-                    log.warning("trial %d failed: %s", trial.number, failure)
-                    continue
-                _tell(study, trial, values if len(values) > 1 else values[0])
-                log.info("trial %d: %s -> %s", trial.number, trial.params, values)
-            self.write_results(study)
+                    returns = self._launch(batch)
+                except SystemExit as stop:
+                    stop_sweep(stop, self.sweep_dir)  # its trials stay RUNNING and are asked again on resume
+                for trial, job_return in zip(trials, returns):
+                    try:
+                        if isinstance(job_return, BaseException):
+                            raise TrialFailed(f"the launcher failed: {type(job_return).__name__}: {job_return}")
+                        values = self._objective_values(job_return)
+                    except TrialFailed as failure:
+                        trial.set_user_attr("fail_reason", str(failure))
+                        _tell(study, trial, state=TrialState.FAIL)
+                        log.warning("trial %d failed: %s", trial.number, failure)
+                        continue
+                    _tell(study, trial, values if len(values) > 1 else values[0])
+                    log.info("trial %d: %s -> %s", trial.number, trial.params, values)
+                self.write_results(study)
+                if requested() is not None and n_trials - self._done(study) > 0:  # a trial ended before the signal
+                    stop_sweep(SystemExit(STOPPED_BY_SIGNAL), self.sweep_dir)
         self.write_results(study)
         return study
 
