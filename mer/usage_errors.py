@@ -17,14 +17,20 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from hydra.errors import CompactHydraException
+
 USAGE_ERROR = 2
 """Exit code of a config or usage error (argparse's convention): nothing was written."""
+
+
+class UsageError(CompactHydraException):
+    """A config error found by MER's own Hydra plugins (e.g. a sweeper's storage): one message, exit code 2."""
 
 
 def _is_usage_error(error: BaseException) -> bool:
     from hydra.errors import ConfigCompositionException, OverrideParseException, SearchPathException
 
-    return isinstance(error, (ConfigCompositionException, OverrideParseException, SearchPathException))
+    return isinstance(error, (ConfigCompositionException, OverrideParseException, SearchPathException, UsageError))
 
 
 def _message(error: BaseException, schema: type | None, prefix: str) -> str:
@@ -35,16 +41,18 @@ def _message(error: BaseException, schema: type | None, prefix: str) -> str:
     text = str(error).strip()
     cause = error.__cause__
     first = text.splitlines()[0] if text else type(error).__name__
-    if schema is not None and isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and first.startswith("Could not override '"):
-        from mer.strict import known_paths, suggestion
+    unknown_key = isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and first.startswith("Could not override '")
+    if schema is not None and unknown_key:
+        from mer.strict import suggestion
 
         key = first[len("Could not override '"):].rstrip("'.")
         hint = suggestion(key, schema, prefix)
         return (f"unknown config key '{key}'.{hint} Fix its spelling; `python -m mer.run --cfg job` prints every "
                 "valid key")
     text = text.split("\nConfig search path:")[0].strip()
-    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
-        text = f"{text}\n{str(cause).strip()}"
+    cause_text = str(cause).strip() if cause is not None and not isinstance(error, UsageError) else ""
+    if cause_text and cause_text not in text:
+        text = f"{text}\n{cause_text}"
     return text
 
 
@@ -58,7 +66,7 @@ def run_hydra_main(main: Callable[[], object], schema: type | None = None, prefi
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises the error instead of printing it and exiting with 1
     try:
         main()
-    except Exception as error:  # noqa: BLE001 - classified below; everything else is raised again
+    except Exception as error:  # classified below; everything else is raised again
         if asked_full:
             raise
         if _is_usage_error(error):

@@ -25,6 +25,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
+from mer.usage_errors import UsageError
 
 from .grid_sweeper import stop_sweep
 from .search_space import SearchSpace, parse_search_space
@@ -32,6 +33,10 @@ from .search_space import SearchSpace, parse_search_space
 log = logging.getLogger(__name__)
 
 _DIRECTIONS = ("minimize", "maximize")
+
+
+class StorageError(UsageError):
+    """hydra.sweeper.storage cannot be opened (a config error: one message, exit code 2)."""
 
 
 class TrialFailed(Exception):
@@ -97,6 +102,24 @@ class MerOptunaSweeper(Sweeper):
         if "://" not in spec:
             raise ValueError(f"hydra.sweeper.storage={spec!r}: use null, sqlite, journal, journal:<path> or a URL")
         return optuna.storages.RDBStorage(spec) if not spec.startswith("sqlite") else spec
+
+    def _open_study(self, sampler: Any) -> Any:
+        """Create or load the study; a storage that cannot be opened raises StorageError naming the setting."""
+        import optuna
+
+        if self.storage_spec in (None, "", "sqlite"):
+            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return optuna.create_study(study_name=self.study_name, storage=self._storage(), sampler=sampler,
+                                       directions=self.directions, load_if_exists=True)
+        except ValueError as error:
+            raise StorageError(str(error)) from error
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy, a missing database driver, the file system
+            reason = (str(error).strip().splitlines() or [""])[0][:300]
+            raise StorageError(
+                f"hydra.sweeper.storage={self.storage_spec!r}: cannot open the Optuna storage "
+                f"({type(error).__name__}: {reason}); use null (sqlite in the sweep dir), journal, journal:<path> "
+                "in a writable folder, or a database URL that is reachable with its driver installed") from error
 
     def _sampler(self, space: SearchSpace) -> Any:
         from hydra.utils import instantiate
@@ -188,13 +211,10 @@ class MerOptunaSweeper(Sweeper):
         if not space.distributions:
             raise ValueError("the Optuna sweeper has nothing to search: give hydra.sweeper.params or sweeps like "
                              "alpha='interval(0,0.5)' on the command line")
+        sampler = self._sampler(space)
+        study = self._open_study(sampler)  # a storage that cannot be opened is refused before anything is written
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-
-        sampler = self._sampler(space)
-        storage = self._storage()
-        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
-                                    directions=self.directions, load_if_exists=True)
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in self.directions]:
             raise ValueError(f"study {self.study_name!r} in the storage has directions {study.directions}, "
                              f"this sweep asks for {self.directions}; use another study_name")
