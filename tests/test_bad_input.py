@@ -428,6 +428,6 @@ def test_the_command_line_prints_one_message_and_exits_2(module, args, expected,
     before = snapshot(runs, data)
     proc = run_cli(module, [*args, f"data.data_dir={data}"] + ([f"runs_dir={runs}"] if module == "mer.run" else []))
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert expected in proc.stderr, proc.stderr[-3000:]
+    assert expected in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout and "HYDRA_FULL_ERROR" not in proc.stderr, proc.stderr
     assert_unchanged(before, snapshot(runs, data))
