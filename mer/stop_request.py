@@ -45,12 +45,17 @@ def requested() -> int | None:
 
 
 class SweepStop:
-    """Context manager of a sweep: SIGTERM/SIGINT record a stop request instead of killing the process."""
+    """Context manager of a sweep: SIGTERM/SIGINT record a stop request instead of killing the process.
+
+    Only for jobs that run in the sweep's own process (`in_process`, Hydra's basic launcher). With the submitit
+    launchers the jobs are other processes (or Slurm jobs) that get their own signals; the sweep process keeps
+    the default action, so that a SIGTERM to it does not wait for a whole job array."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
+    def __init__(self, in_process: bool = True) -> None:
         self._previous: dict[int, Any] = {}
+        self.in_process = in_process
 
     def _handler(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and _requested is not None:
@@ -63,6 +68,8 @@ class SweepStop:
 
     def __enter__(self) -> SweepStop:
         global _active, _requested
+        if not self.in_process:
+            return self
         _active, _requested = True, None
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
@@ -75,7 +82,8 @@ class SweepStop:
         global _active, _requested
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
-        _active, _requested = False, None
+        if self.in_process:
+            _active, _requested = False, None
 
     @staticmethod
     def requested() -> int | None:

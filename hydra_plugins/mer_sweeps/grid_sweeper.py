@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -79,7 +80,8 @@ class MerGridSweeper(BasicSweeper):
 
         jobs: list[list[str]] = []
         results: list[JobReturn | BaseException] = []
-        with SweepStop():  # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.stop_request)
+        # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.stop_request); in-process jobs only
+        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
             while not self.is_done():
                 batch = self.get_job_batch()
                 self.validate_batch_is_legal(batch)  # a typo in a key stops the sweep before any job runs

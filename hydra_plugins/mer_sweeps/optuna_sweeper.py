@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -230,7 +231,8 @@ class MerOptunaSweeper(Sweeper):
         log.info("study %r (%s): %d of %d trials done; search space %s, fixed %s", self.study_name,
                  self.storage_spec or "sqlite", self._done(study), n_trials,
                  {k: str(v) for k, v in space.distributions.items()}, space.fixed)
-        with SweepStop():  # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.stop_request)
+        # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.stop_request); in-process jobs
+        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
             while (remaining := n_trials - self._done(study)) > 0:
                 trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
                 batch = []
