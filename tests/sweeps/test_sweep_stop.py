@@ -66,7 +66,7 @@ def assert_resumes_to_the_end(args: list[str], sweep_dir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_a_job_stops_the_sweep_after_its_checkpoint(tiny, tmp_path, signum):
     sweep_dir = tmp_path / "sweep"
     args = sweep_args(tiny, sweep_dir)
