@@ -22,9 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mer import stop_request
 from mer.config import RunConfig, register_configs, to_dataclass
 from mer.refusal import RunRefused, record_refusal
 from mer.run_dir import run_name_from_overrides
+from mer.usage_errors import run_hydra_main
 from sweeps.plugins import register_hydra_plugins
 
 register_configs()
@@ -56,6 +58,9 @@ def main(cfg: DictConfig) -> dict:
     from mer.runner import RunConfigMismatch, run_training
     from mer.trainer import TrainingStopped
 
+    if stop_request.requested() is not None:  # the sweep was asked to stop before this job began: start nothing
+        log.error("not started: the sweep is stopping (signal %d)", stop_request.requested())
+        sys.exit(stop_request.STOPPED_BY_SIGNAL)
     try:
         return run_training(run_cfg, name, resolved)
     except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged) as error:
@@ -80,4 +85,4 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main, RunConfig)  # a bad override: one message, exit code 2 (mer.usage_errors)

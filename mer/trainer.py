@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mer import stop_request
 from mer.checkpoint import begin_checkpoint, commit_checkpoint, find_checkpoint, load_checkpoint, write_state
 from mer.checkpoint_integrity import write_manifest
 from mer.config import RunConfig
@@ -303,7 +304,8 @@ class Trainer:
                     # step and none waits for the others for ever. A later signal is seen in the next step.
                     if self._stop_agreed:
                         self.save()
-                        which = self._stop_signal if self._stop_signal is not None else "on another rank"
+                        which = next((s for s in (self._stop_signal, stop_request.requested()) if s is not None),
+                                     "on another rank")
                         raise TrainingStopped(f"stopped by signal {which} at step {pos.step}; checkpoint saved, "
                                               "run the same command again to resume")
                     if pos.step % cfg.checkpoint_every == 0:
@@ -374,7 +376,7 @@ class Trainer:
         # ranks stop together) and whether any rank has a stop signal (so that all stop after the same step).
         reduced = torch.zeros(2, dtype=torch.float64, device=self.device)
         reduced[0] = loss_sum
-        if self._stop_signal is not None:
+        if self._stop_signal is not None or stop_request.requested() is not None:  # this run's, or its sweep's
             reduced[1] = 1.0  # a fill on the device: no host-to-device copy that would wait for the GPU
         loss_total, stops = dist.sum(reduced).tolist()
         total_loss, self._stop_agreed = loss_total / dist.world_size, stops > 0
@@ -502,6 +504,7 @@ class Trainer:
         # current step, checkpoint, stop. Only possible from the main thread.
         def handler(signum, frame):
             self._stop_signal = signum
+            stop_request.request(signum)  # in a sweep: no later job starts, even if this one ends without a stop
 
         if sys.platform != "win32":
             try:
