@@ -18,6 +18,7 @@ import pytest
 
 from mer.config import RunConfig
 from mer.runner import run_training
+from mer.trackers.base import Tracker
 from mer.trackers.config import REQUIREMENTS, LoggerConfig, MlflowConfig, TensorBoardConfig, WandbConfig
 from mer.trackers.records import flatten_config, record_metrics
 from mer.trainer import Trainer, TrainingStopped
@@ -218,11 +219,11 @@ def test_mlflow_file_store(small_bible, tmp_path):
 @pytest.mark.slow
 def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_points(small_bible, tmp_path, monkeypatch):
     """Three launches of one run: a crash at step 7 (checkpoint at 5: the records of step 6 reached the trackers and
-    are cut from metrics.jsonl), a SIGTERM stop at step 13 (the trainer checkpoints and exits), then to the end."""
+    are cut from metrics.jsonl), a SIGTERM stop at step 13 (the trainer checkpoints and exits), then to the end.
+    W&B joins at the second launch: it is sent the earlier records first."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    trackers = LoggerConfig(tensorboard=TensorBoardConfig(), mlflow=MlflowConfig(tracking_uri=uri),
-                            wandb=WandbConfig(mode="offline"))
-    cfg = _two_tasks(small_bible, tmp_path / "runs", trackers, log_every=1)  # a train record at every step
+    two = LoggerConfig(tensorboard=TensorBoardConfig(), mlflow=MlflowConfig(tracking_uri=uri))
+    cfg = _two_tasks(small_bible, tmp_path / "runs", two, log_every=1)  # a train record at every step
     run = tmp_path / "runs" / "run"
     original = Trainer.train_step
     stop = {}
@@ -244,14 +245,15 @@ def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_points(
     assert max(steps_sent) == 6 and first["mlflow"]["sent"] == len(steps_sent)  # step 6 reached the trackers
     client, mlflow = mlflow_run(uri, first["mlflow"]["run_id"])
     assert mlflow.info.status == "FAILED" and mlflow.data.tags["mer.status"] == "failed"
-    assert wandb_history(run)[1]["status"] == "failed"
+    assert "wandb" not in first and not wandb_files(run)
 
+    cfg = dataclasses.replace(cfg, logger=dataclasses.replace(two, wandb=WandbConfig(mode="offline")))
     stop.clear()
     stop.update(sigterm=13)
     with pytest.raises(TrainingStopped, match="signal"):
         _train(cfg)
     second = _state(run)
-    assert second["mlflow"]["run_id"] == first["mlflow"]["run_id"] and second["wandb"]["id"] == first["wandb"]["id"]
+    assert second["mlflow"]["run_id"] == first["mlflow"]["run_id"]
     client, mlflow = mlflow_run(uri, first["mlflow"]["run_id"])
     assert mlflow.info.status == "KILLED" and mlflow.data.tags["mer.status"] == "stopped"
     assert wandb_history(run)[1]["status"] == "stopped"
@@ -261,7 +263,7 @@ def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_points(
     summary = _train(cfg)
     assert summary["status"] == "completed"
     third = _state(run)
-    assert third["mlflow"]["run_id"] == first["mlflow"]["run_id"] and third["wandb"]["id"] == first["wandb"]["id"]
+    assert third["mlflow"]["run_id"] == first["mlflow"]["run_id"] and third["wandb"]["id"] == second["wandb"]["id"]
     expected = _expected_points(run)  # metrics.jsonl after the three launches: every step once
     assert third["tensorboard"]["sent"] == third["mlflow"]["sent"] == third["wandb"]["sent"] == len(_records(run))
 
@@ -277,7 +279,7 @@ def test_a_resumed_run_continues_the_same_tracker_runs_without_duplicate_points(
         expected.pop(name, None)
     _assert_points_match(found, expected, "mlflow")
     history, wandb_summary, _, exits = wandb_history(run)
-    assert len(wandb_files(run)) == 3 and exits == [1, 1, 0] and wandb_summary["status"] == "completed"
+    assert len(wandb_files(run)) == 2 and exits == [1, 0] and wandb_summary["status"] == "completed"
     _assert_points_match(history, expected, "wandb")
 
 
@@ -312,3 +314,97 @@ def test_the_logger_list_composes_and_does_not_change_the_run_name():
     if all(HAVE[name] for name in ("tensorboard", "mlflow")):
         assert to_dataclass(picked, RunConfig).logger.selected == ["tensorboard", "mlflow"]
     assert run_name_from_overrides(overrides) == "alpha=0.5"  # trackers do not change what is computed
+    with initialize_config_module("mer.conf", version_base="1.3"):
+        with pytest.raises(Exception):  # the node is null until the tracker is picked: its settings cannot apply
+            compose("config", overrides=["logger.mlflow.tracking_uri=sqlite:///x.db"])
+
+
+class _Collecting(Tracker):
+    """A tracker that keeps what it is sent, or raises at its `fail_at`-th record: the dispatcher is under test."""
+
+    def __init__(self, name: str, fail_at: int | None = None) -> None:
+        self.name, self.fail_at, self.points = name, fail_at, []
+
+    def open(self, saved, config):
+        return int((saved or {}).get("sent", 0))
+
+    def log(self, step, metrics):
+        if self.fail_at is not None and len(self.points) + 1 == self.fail_at:
+            raise ConnectionError("server gone")
+        self.points.append((step, metrics))
+
+    def flush(self):
+        pass
+
+    def finish(self, status, summary, step, error):
+        self.points.append(("finish", status))
+
+    def state(self):
+        return {}
+
+
+def test_a_failing_tracker_is_dropped_and_the_others_get_everything(tmp_path, caplog):
+    from mer.run_dir import MetricsLog
+    from mer.trackers.dispatch import Trackers
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append({"event": "eval", "step": 0, "val_loss": {"en": 5.0}})  # written before the trackers opened
+    good, bad = _Collecting("good"), _Collecting("bad", fail_at=2)
+    trackers = Trackers([good, bad], tmp_path, {"alpha": 0.25})
+    log.on_append = trackers.record
+    for step in (1, 2, 3):
+        log.append({"event": "train", "step": step, "loss": 1.0 / step, "task": "en"})
+    trackers.close({"status": "completed", "error": None, "totals": {"steps": 3}})
+    assert [p[0] for p in good.points] == [0, 1, 2, 3, "finish"]
+    assert good.points[0][1] == {"eval/val_loss/en": 5.0} and good.points[2][1] == {"train/loss": 0.5}
+    assert good.points[-1] == ("finish", "completed") and [p[0] for p in bad.points] == [0]
+    assert _state(tmp_path) == {"good": {"sent": 4}, "bad": {"sent": 1}}  # a relaunch sends `bad` records 1-3
+    assert "tracker bad failed (ConnectionError: server gone)" in caplog.text
+
+
+@needs["mlflow"]
+def test_an_unusable_tracking_uri_stops_the_run_before_training(tmp_path):
+    from mer.trackers.dispatch import open_trackers
+
+    run_dir = tmp_path / "runs" / "run"
+    run_dir.mkdir(parents=True)
+    with pytest.raises(Exception, match="nosuchscheme"):
+        open_trackers(LoggerConfig(mlflow=MlflowConfig(tracking_uri="nosuchscheme://x")), run_dir, "run",
+                      tmp_path / "runs", {"alpha": 0.25})
+
+
+TINY = ["model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=1024", "data.eval_tokens=65",
+        "eval.every=1000", "data.tokenizer.vocab_size=512", "data.tokenizer.train_chars_per_task=40000",
+        "data.tasks=[{name:en,max_train_documents:30},{name:fr,max_train_documents:30}]"]
+
+
+@pytest.mark.slow
+@needs["tensorboard"]
+@needs["mlflow"]
+@needs["wandb"]
+def test_the_readme_command_in_a_sweep(tmp_path):
+    """`python -m mer.run -m ... logger=[tensorboard,mlflow,wandb]` on the command line: every point gets its own
+    TensorBoard folder, MLflow run (one experiment, one SQLite file) and W&B run, all complete."""
+    args = [sys.executable, "-m", "mer.run", "-m", "seed=0,1", "logger=[tensorboard,mlflow,wandb]",
+            "logger.wandb.mode=offline", f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data", *TINY]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+           "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent for p in (tmp_path / "runs").glob("*/summary.json"))
+    run_ids = set()
+    for run in runs:
+        assert "logger" not in run.name  # trackers do not name the run
+        expected = _expected_points(run)
+        state = _state(run)
+        _assert_points_match(tensorboard_points(run / "tensorboard")[0], expected, f"tensorboard {run.name}")
+        client, mlflow = mlflow_run(state["mlflow"]["tracking_uri"], state["mlflow"]["run_id"])
+        assert mlflow.info.status == "FINISHED" and mlflow.info.run_name == run.name
+        _assert_points_match(mlflow_points(client, mlflow.info.run_id, expected), expected, f"mlflow {run.name}")
+        history, summary, _, exits = wandb_history(run)
+        assert summary["status"] == "completed" and exits == [0]
+        _assert_points_match(history, expected, f"wandb {run.name}")
+        run_ids.add(state["mlflow"]["run_id"])
+    assert len(runs) == 2 and len(run_ids) == 2
+    assert state["mlflow"]["tracking_uri"] == f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
