@@ -176,10 +176,11 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         if dist.is_main:
             write_atomic(summary_path, json.dumps(summary, indent=2))
 
-    write_summary()
+    # Every record of metrics.jsonl also goes to TensorBoard / MLflow / W&B (logger=[...]), opened before training.
     trackers = open_trackers(cfg.logger, run_dir, run_name, Path(cfg.runs_dir), resolved_config) if dist.is_main else None
-    if trackers is not None:  # every record of metrics.jsonl also goes to TensorBoard / MLflow / W&B
+    if trackers is not None:
         trainer.metrics.on_append = trackers.record
+    write_summary()
     log.info("run %s: %s parameters, %d steps over tasks %s -> %s", run_name, f"{trainer.n_params:,}",
              sequence.total_steps, sequence.names, run_dir)
     if trainer.peak_flops is not None:

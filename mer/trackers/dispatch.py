@@ -174,7 +174,7 @@ class Trackers:
         try:
             method(*args)
             return True
-        except Exception as error:  # a tracker never stops training: metrics.jsonl has everything
+        except Exception as error:  # noqa: BLE001 - a tracker never stops training: metrics.jsonl has everything
             self._failed.add(tracker.name)
             log.warning("tracker %s failed (%s: %s); it gets no more records in this process, metrics.jsonl has "
                         "them all and launching the run again sends what it missed", tracker.name,

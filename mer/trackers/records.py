@@ -21,9 +21,7 @@ def metric_name(*parts: str) -> str:
 
 
 def _numbers(prefix: str, value: Any, out: dict[str, float]) -> None:
-    if isinstance(value, bool):
-        out[prefix] = float(value)
-    elif isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):  # booleans (eval's `boundary`) become 0/1
         out[prefix] = float(value)
     elif isinstance(value, dict):
         for key, item in value.items():
