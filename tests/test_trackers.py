@@ -407,3 +407,46 @@ def test_the_readme_command_in_a_sweep(tmp_path):
         run_ids.add(state["mlflow"]["run_id"])
     assert len(runs) == 2 and len(run_ids) == 2
     assert state["mlflow"]["tracking_uri"] == f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
+
+
+@pytest.mark.slow
+@needs["tensorboard"]
+@needs["mlflow"]
+@needs["wandb"]
+def test_sigterm_on_the_command_line_then_the_same_command_continues_the_tracker_runs(tmp_path):
+    """A real SIGTERM to `python -m mer.run ... logger=[...]`: the trainer checkpoints and exits 143, the trackers
+    say stopped; the same command again finishes the same MLflow and W&B runs, with every step once."""
+    import time
+
+    tiny = [a for a in TINY if not a.startswith("data.budget_tokens")] + ["data.budget_tokens=8000", "log_every=2"]
+    args = [sys.executable, "-m", "mer.run", "logger=[tensorboard,mlflow,wandb]", "logger.wandb.mode=offline",
+            f"runs_dir={tmp_path}/runs", f"data.data_dir={tmp_path}/data", "checkpoint_every=1000", *tiny]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+           "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, found = time.time() + 900, []
+    while time.time() < deadline and not found and proc.poll() is None:
+        found = [m for m in (tmp_path / "runs").glob("*/metrics.jsonl") if m.read_text().count('"train"') >= 2]
+        time.sleep(0.2)
+    assert found, "the run never logged two train lines"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 143, err[-3000:]
+    run = found[0].parent
+    first = _state(run)
+    client, mlflow = mlflow_run(first["mlflow"]["tracking_uri"], first["mlflow"]["run_id"])
+    assert mlflow.info.status == "KILLED" and wandb_history(run)[1]["status"] == "stopped"
+    assert first["mlflow"]["sent"] == len(_records(run))  # flushed at the stop
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = _state(run)
+    assert second["mlflow"]["run_id"] == first["mlflow"]["run_id"] and second["wandb"]["id"] == first["wandb"]["id"]
+    expected = _expected_points(run)
+    _assert_points_match(tensorboard_points(run / "tensorboard")[0], expected, "tensorboard")
+    client, mlflow = mlflow_run(second["mlflow"]["tracking_uri"], second["mlflow"]["run_id"])
+    assert mlflow.info.status == "FINISHED"
+    _assert_points_match(mlflow_points(client, mlflow.info.run_id, expected), expected, "mlflow")
+    history, summary, _, exits = wandb_history(run)
+    assert exits == [1, 0] and summary["status"] == "completed"
+    _assert_points_match(history, expected, "wandb")
