@@ -80,6 +80,15 @@ def tensorboard_points(log_dir: Path) -> tuple[dict[str, list[tuple[int, float]]
     return scalars, texts
 
 
+def _tensorboard_hparams(log_dir: Path) -> set[str]:
+    """The HParams plugin's summaries (the config, for the HParams tab) as TensorBoard's reader finds them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return set(accumulator.PluginTagToContent("hparams"))
+
+
 def mlflow_run(uri: str, run_id: str):
     from mlflow.tracking import MlflowClient
 
@@ -173,6 +182,7 @@ def test_every_record_the_config_the_summary_and_the_status_reach_all_three(smal
         summary["metrics"]["retained_loss"]))]
     assert texts["status/text_summary"] == ["running", "completed"]
     assert f"| model.d_model | {cfg.model.d_model} |" in texts["config/text_summary"][0]
+    assert _tensorboard_hparams(run / "tensorboard") == {"_hparams_/experiment", "_hparams_/session_start_info"}
 
     # MLflow (the default store: SQLite beside the runs), read with MlflowClient.
     assert state["mlflow"]["tracking_uri"] == f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
