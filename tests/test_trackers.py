@@ -460,3 +460,13 @@ def test_sigterm_on_the_command_line_then_the_same_command_continues_the_tracker
     history, summary, _, exits = wandb_history(run)
     assert exits == [1, 0] and summary["status"] == "completed"
     _assert_points_match(history, expected, "wandb")
+
+
+def test_the_refusal_names_the_ranges_of_the_optional_extras():
+    """pyproject.toml's extras and the pip command of the refusal give the same requirement for each tracker."""
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert {name: extras[name] for name in REQUIREMENTS} == {name: [req] for name, (_, req) in REQUIREMENTS.items()}
+    assert extras["trackers"] == ["mer[tensorboard,mlflow,wandb]"]
