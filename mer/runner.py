@@ -32,6 +32,7 @@ from mer.integrity import start_over_hint
 from mer.resume_check import check_run_directory
 from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
 from mer.sharding import check_parallel
+from mer.trackers.dispatch import close_trackers, open_trackers
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,10 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         if dist.is_main:
             write_atomic(summary_path, json.dumps(summary, indent=2))
 
+    # Every record of metrics.jsonl also goes to TensorBoard / MLflow / W&B (logger=[...]), opened before training.
+    trackers = open_trackers(cfg.logger, run_dir, run_name, Path(cfg.runs_dir), resolved_config) if dist.is_main else None
+    if trackers is not None:
+        trainer.metrics.on_append = trackers.record
     write_summary()
     log.info("run %s: %s parameters, %d steps over tasks %s -> %s", run_name, f"{trainer.n_params:,}",
              sequence.total_steps, sequence.names, run_dir)
@@ -193,16 +198,19 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         summary.update(status="running" if "signal" in str(stop) else "failed", error=str(stop),
                        wall_time_s=trainer.position.wall_time)
         write_summary()
+        close_trackers(trackers, summary)
         raise
     except BaseException as error:
         summary.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[-1][:2000],
                        wall_time_s=trainer.position.wall_time)
         write_summary()
+        close_trackers(trackers, summary)
         raise
     summary.update(status="completed", totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
                    wall_time_s=trainer.position.wall_time, exported_models=exported_models(run_dir, sequence.names))
     if dist.is_main:
         summary.update(summarize(MetricsLog(run_dir / "metrics.jsonl").records(), sequence.names))
         write_summary()
+        close_trackers(trackers, summary)
         print(format_summary(summary))
     return summary
