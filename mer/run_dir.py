@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mer.fault_points import fault_point
+
 # Overrides that change where or how a run is executed, not what it computes: they do not name the run.
 NON_SEMANTIC_KEYS = (
     "runs_dir", "run_name", "device", "threads", "log_every", "checkpoint_every", "data.data_dir",
@@ -75,6 +77,7 @@ class MetricsLog:
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as handle:
+            fault_point("metrics_append", torn_write=(handle, record))
             handle.write(json.dumps(record) + "\n")
             handle.flush()
 

@@ -42,6 +42,7 @@ from mer.config import RunConfig
 from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
 from mer.evaluation import plan_windows
+from mer.fault_points import fault_point
 from mer.flops import FlopCounter, estimate_flops
 from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
@@ -311,6 +312,7 @@ class Trainer:
                 if self.downstream is not None:
                     self._score_downstream(task.name)
                 pos.task_index, pos.task_step = pos.task_index + 1, 0
+                fault_point("task_boundary")
                 self.save()
         finally:
             if progress is not None:
@@ -424,6 +426,7 @@ class Trainer:
         totals = dist.sum(sums).tolist()  # [n_tasks]
         losses = {task.name: total / count for task, total, count in zip(self.sequence.tasks, totals, counts)}
         self.model.train()
+        fault_point("evaluation")
         if self.metrics is not None:
             self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})
         self.overhead_s += time.perf_counter() - started
