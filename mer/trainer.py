@@ -237,6 +237,9 @@ class Trainer:
         self.sequence.load_state_dict(state["data"])
         self.flops.load_state_dict(state["flops"])
         self.position.load_state_dict(state["position"])
+        # The LR of the last step taken, which the next record shows (a boundary evaluation follows at once when
+        # the checkpoint was taken on a task's last step): the schedule's, not the 0.0 of a step never taken.
+        self._last_lr = lr_at(self.position.step - 1, self.task_steps, self.cfg.optim) if self.position.step else 0.0
         _set_rng_state(state["rng"])
         if self.metrics is not None:
             self.metrics.truncate(int(state["metrics_bytes"]))
@@ -267,6 +270,8 @@ class Trainer:
             self.load_state_dict(load_checkpoint(checkpoint), checkpoint.parent)
             log.info("resumed from %s at step %d", checkpoint.parent.name, self.position.step)
         else:
+            if self.metrics is not None:  # lines of a start killed before its first checkpoint: written again now
+                self.metrics.truncate(0)
             self.reptile.reset_anchor(0)
             self.evaluate(boundary=False)
         self._install_signal_handlers()
