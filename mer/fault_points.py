@@ -41,6 +41,8 @@ def fault_point(name: str, torn_write: tuple[IO[str], dict[str, Any]] | None = N
     if not target:
         return
     point, _, count = target.rpartition(":")
+    if not point or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{ENV}={target!r}: expected <point>:<n>, e.g. checkpoint_commit:2 (n counts from 1)")
     if point != name:
         return
     _hits[name] = _hits.get(name, 0) + 1
