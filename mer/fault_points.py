@@ -8,15 +8,18 @@ process) it reaches `fault_point("<point>")`, after printing `mer fault point <p
 stderr so that the test can check the kill landed where it meant it to. A SIGKILL cannot be caught: no
 handler, `finally` or atexit runs, exactly as with `kill -9` or the kernel's OOM killer.
 
-The points (where the one-line calls are):
+The points (where the one-line calls are), and what is on disk when the kill comes:
 
-| point | where | what is on disk at the kill |
-| --- | --- | --- |
-| `checkpoint_commit` | `mer.checkpoint.commit_checkpoint`, before any rename | a complete `checkpoint.tmp/` beside the previous `checkpoint/` |
-| `checkpoint_between_renames` | `commit_checkpoint`, after `checkpoint/` became `checkpoint.old/` | `checkpoint.old/` and `checkpoint.tmp/`, no `checkpoint/` |
-| `metrics_append` | `mer.run_dir.MetricsLog.append` | the first half of the record's line, without its newline (a torn write) |
-| `evaluation` | `mer.trainer.Trainer.evaluate`, after the forwards, before the record is appended | the log up to the previous record |
-| `task_boundary` | `mer.trainer.Trainer.fit`, after a task's boundary evaluation, before the checkpoint that ends the task | the boundary record appended, no checkpoint of it |
+- `checkpoint_commit`: `mer.checkpoint.commit_checkpoint`, before any rename; a complete `checkpoint.tmp/`
+  beside the previous `checkpoint/`.
+- `checkpoint_between_renames`: `commit_checkpoint`, after `checkpoint/` became `checkpoint.old/`;
+  `checkpoint.old/` and `checkpoint.tmp/`, no `checkpoint/`.
+- `metrics_append`: `mer.run_dir.MetricsLog.append`; the first half of the record's line, without its newline
+  (a torn write).
+- `evaluation`: `mer.trainer.Trainer.evaluate`, after the forwards, before the record is appended; the log up
+  to the previous record.
+- `task_boundary`: `mer.trainer.Trainer.fit`, after a task's boundary evaluation, before the checkpoint that
+  ends the task; the boundary record appended, no checkpoint of it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ ENV = "MER_FAULT_AT"
 _hits: dict[str, int] = {}
 
 
-def fault_point(name: str, torn_write: tuple[IO[str], dict[str, Any]] | None = None) -> None:
+def fault_point(name: str, torn_write: tuple[IO, dict[str, Any]] | None = None) -> None:
     """SIGKILL this process if `MER_FAULT_AT` names this point and its hit count; nothing otherwise.
 
     `torn_write=(handle, record)`: first write the first half of the record's JSON line to `handle` and
@@ -51,7 +54,8 @@ def fault_point(name: str, torn_write: tuple[IO[str], dict[str, Any]] | None = N
     if torn_write is not None:
         handle, record = torn_write
         text = json.dumps(record) + "\n"
-        handle.write(text[: len(text) // 2])
+        half = text[: len(text) // 2]
+        handle.write(half.encode() if "b" in getattr(handle, "mode", "") else half)  # a text or a binary file
         handle.flush()
     print(f"mer fault point {target} reached", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)

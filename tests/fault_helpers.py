@@ -32,8 +32,8 @@ RUN_NAME = "run"
 TINY = ["model=cpu-0.3m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=2304", "data.eval_tokens=65",
         "eval.every=5", "eval.batch_size=4", "data.tokenizer.vocab_size=512",
         "data.tokenizer.train_chars_per_task=40000", "checkpoint_every=4", "log_every=1", "threads=1",
-        "data.tasks=[{name:en,max_train_documents:30},{name:fr,max_train_documents:30},"
-        "{name:de,max_train_documents:30}]", f"run_name={RUN_NAME}"]
+        "data.tasks=[" + ",".join(f"{{name:{lang},max_train_documents:30}}" for lang in ("en", "fr", "de")) + "]",
+        f"run_name={RUN_NAME}"]
 
 # Fields of a metrics.jsonl record that measure the process, not the training, and so legitimately differ
 # between an uninterrupted run and a killed-and-resumed one (docs/run_directory.md):
@@ -64,7 +64,8 @@ def run(args: list[str], cwd: Path, fault: str | None = None, timeout: float = 6
     return subprocess.run(args, cwd=cwd, env=environment(fault), capture_output=True, text=True, timeout=timeout)
 
 
-def kill_when(args: list[str], cwd: Path, condition: Callable[[], bool], timeout: float = 600) -> subprocess.CompletedProcess:
+def kill_when(args: list[str], cwd: Path, condition: Callable[[], bool],
+              timeout: float = 600) -> subprocess.CompletedProcess:
     """Start the command and SIGKILL it from outside as soon as `condition()` holds (checked every 2 ms).
     Fails the test if the process ends before the condition was ever seen (the kill would not have happened)."""
     proc = subprocess.Popen(args, cwd=cwd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -118,7 +119,8 @@ class Finished:
     def read(cls, run_dir: Path) -> Finished:
         lines = (run_dir / "metrics.jsonl").read_text().splitlines()
         state = torch.load(run_dir / "checkpoint" / "state.pt", map_location="cpu", weights_only=True)
-        return cls([json.loads(line) for line in lines], lines, json.loads((run_dir / "summary.json").read_text()), state)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return cls([json.loads(line) for line in lines], lines, summary, state)
 
 
 def assert_prefix_of(records: list[dict[str, Any]], reference: Finished) -> None:
@@ -158,9 +160,11 @@ def assert_same_run(run_dir: Path, reference: Finished) -> None:
         assert line.keys() == want.keys()
     summary = {k: v for k, v in got.summary.items() if k not in VOLATILE_SUMMARY_FIELDS}
     assert summary == {k: v for k, v in reference.summary.items() if k not in VOLATILE_SUMMARY_FIELDS}
-    # The final state, with the two process measures left out: position.wall_time (a timing) and metrics_bytes
-    # (the log's size, which depends on how many digits the wall times took).
-    strip = lambda s: {**{k: v for k, v in s.items() if k != "metrics_bytes"},
+    # The final state, without what measures the process rather than the training: position.wall_time (a
+    # timing) and whatever describes the metrics log's bytes (`metrics_bytes`; `metrics`, where the checkpoint
+    # records the log's size and hash): they depend on the timing fields' digits. The lines themselves are
+    # compared above.
+    strip = lambda s: {**{k: v for k, v in s.items() if k not in ("metrics_bytes", "metrics")},
                        "position": {k: v for k, v in s["position"].items() if k != "wall_time"}}
     _equal(strip(got.state), strip(reference.state), "state.pt")
     assert not (run_dir / "checkpoint.tmp").exists() and not (run_dir / "checkpoint.old").exists()

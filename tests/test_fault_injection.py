@@ -185,9 +185,10 @@ def test_killed_runs_resume_to_the_uninterrupted_run(chain, reference, shared_da
 
 # ---------------------------------------------------------------------------------------------- fast tests
 
-def test_the_fault_hook_does_nothing_unless_named_and_kills_at_its_hit(tmp_path):
+@pytest.mark.parametrize("mode", ["a", "ab"])
+def test_the_fault_hook_does_nothing_unless_named_and_kills_at_its_hit(tmp_path, mode):
     """`MER_FAULT_AT` unset, naming another point or a later hit: the process runs on. Naming this hit: SIGKILL
-    there, after half of the record's line (a torn write) when asked for one."""
+    there, after half of the record's line (a torn write, to a text or a binary file) when asked for one."""
     import json
     import subprocess
     import sys
@@ -195,10 +196,11 @@ def test_the_fault_hook_does_nothing_unless_named_and_kills_at_its_hit(tmp_path)
     from fault_helpers import environment
 
     script = (f"from mer.fault_points import fault_point\n"
-              f"with open({str(tmp_path / 'log')!r}, 'a') as handle:\n"
+              f"with open({str(tmp_path / 'log')!r}, {mode!r}) as handle:\n"
               f"    for i in range(3):\n"
               f"        fault_point('append', torn_write=(handle, {{'i': i, 'text': 'x' * 20}}))\n"
-              f"        handle.write(str(i) + '\\n'); handle.flush()\n"
+              f"        line = str(i) + '\\n'\n"
+              f"        handle.write(line.encode() if 'b' in handle.mode else line); handle.flush()\n"
               f"print('finished')")
     for fault in (None, "other:1", "append:4"):
         result = subprocess.run([sys.executable, "-c", script], env=environment(fault), capture_output=True, text=True)
