@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from mer.fault_points import fault_point
+
 STATE_FILE = "state.pt"
 
 
@@ -38,9 +40,11 @@ def write_state(directory: Path, state: dict[str, Any]) -> None:
 def commit_checkpoint(run_dir: Path) -> Path:
     """Publish `checkpoint.tmp/` as `checkpoint/`; at every moment one complete checkpoint exists."""
     final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
+    fault_point("checkpoint_commit")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.rename(final, old)
+    fault_point("checkpoint_between_renames")
     os.rename(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final

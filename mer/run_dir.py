@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mer.fault_points import fault_point
+
 # Overrides that change where or how a run is executed, not what it computes: they do not name the run.
 NON_SEMANTIC_KEYS = (
     "runs_dir", "run_name", "device", "threads", "log_every", "checkpoint_every", "data.data_dir",
@@ -97,6 +99,7 @@ class MetricsLog:
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record) + "\n").encode()
         with open(self.path, "ab") as handle:
+            fault_point("metrics_append", torn_write=(handle, record))
             handle.write(line)
             handle.flush()
         if self._tally is not None:
