@@ -19,6 +19,7 @@ NON_SEMANTIC_KEYS = (
     "runs_dir", "run_name", "device", "threads", "log_every", "checkpoint_every", "data.data_dir",
     "reptile_anchor_device", "buffer.prefetch", "sweep",
     "compile", "activation_checkpointing", "peak_flops", "parallel", "fsdp_on_cpu",
+    "plan", "plan_csv", "plan_mfu", "plan_gpu", "plan_world_size", "max_hours", "allow_oversize",
 )
 
 
