@@ -34,7 +34,8 @@ def memory_refusal(cfg: RunConfig, plan: RunPlan) -> str | None:
     return (f"model={cfg.model.name} needs an estimated {_gib(m.device_total)} per device on {device.name} "
             f"({m.mode} x{m.world_size}: weights {_gib(m.weights)}, gradients {_gib(m.gradients)}, AdamW "
             f"{_gib(m.adamw)}, Reptile anchor {_gib(m.reptile_anchor if m.anchor_on_device else 0)}, activations "
-            f"{_gib(m.activations)} for {rows} rows of {cfg.model.seq_len} tokens, copies {_gib(m.working_copies)}) "
+            f"{_gib(m.activations)} for {rows} rows of {cfg.model.seq_len} tokens, copies {_gib(m.working_copies)}, "
+            f"allocator and runtime {_gib(m.allocator)}) "
             f"but the device has {_gib(device.memory)}; try {', '.join(fixes)}; or allow_oversize=true to start "
             "anyway (see the whole estimate with plan=true)")
 

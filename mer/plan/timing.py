@@ -1,13 +1,15 @@
 """How fast this machine trains a model: measured on CPU, an assumed MFU on GPU (docs/plan.md).
 
-- **CPU:** a few real training steps of the run's model (forward, loss, backward, gradient clipping, AdamW,
-  as `mer.trainer.Trainer.train_step` does them, on random token ids, which cost what real ones cost) are
-  timed after one warm-up step; the rate is the training FLOPs of a step (`mer.flops.estimate_flops`) over
-  the median step time. The batch is the run's micro-batch, cut to fewer rows when a step would take
-  longer than `STEP_SECONDS` at the matmul rate, so the measurement takes a few seconds at most. A model whose step would not
-  fit that time with one row, or whose weights and AdamW state would not fit in half the memory, is not
-  built: its rate is then the measured fp32 matmul rate (`mer.mfu.measured_cpu_flops`) times an assumed
-  efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan says so.
+- **CPU:** real training steps of the run's model (forward, loss, backward, gradient clipping, AdamW, as
+  `mer.trainer.Trainer.train_step` does them, on random token ids, which cost what real ones cost) are
+  timed after a warm-up step, at one row and at the micro-batch (or at as many rows as take about
+  `STEP_SECONDS`, judged from the one-row step); the time of a micro-batch step is extrapolated on the line
+  through the two (a fixed part per step and a part per row), and the rate is the training FLOPs of a step
+  (`mer.flops.estimate_flops`) over that time. A few seconds in all. A model whose single row would take
+  more than 8 x `STEP_SECONDS` at the matmul rate, or whose weights, gradients, AdamW state and one row's
+  activations would not fit in half the memory, is not built: its rate is then the measured fp32 matmul
+  rate (`mer.mfu.measured_cpu_flops`) times an assumed efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan
+  says so.
 - **GPU:** the data-sheet peak of the GPU (`mer.mfu.GPU_PEAKS`; `peak_flops` overrides it) at the run's
   precision, times an assumed MFU (`plan_mfu`, 0.4 unless set), stated in the plan.
 
@@ -27,8 +29,8 @@ CPU_FALLBACK_EFFICIENCY = 0.3
 """Share of the measured matmul rate assumed for a CPU model too large to time (a stated assumption)."""
 DEFAULT_PLAN_GPU = "H100"
 """The GPU of the GPU-hours column when the plan runs on a machine without one (`plan_gpu` overrides it)."""
-STEP_SECONDS = 0.5
-"""Rows are cut so that a timed step would take at most this long at the matmul rate (a few times that in fact)."""
+STEP_SECONDS = 1.0
+"""Rows are cut so that a timed step takes about this long at most (judged from a timed step of one row)."""
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,12 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
     row_seconds = seq_len * train_flops_per_token / optimistic
     if row_seconds > 8 * STEP_SECONDS:
         return _fallback_cpu_rate(f"one row of {seq_len} tokens would take more than {row_seconds:.0f} s per step")
-    # The run's micro-batch where it fits: a step's fixed costs (Python, the AdamW update) weigh less per row
-    # in a larger batch, so fewer rows would understate the rate.
-    rows = max(1, min(micro_rows, int(STEP_SECONDS / row_seconds)))
     generator = torch.Generator().manual_seed(0)
     model = build_model(model_cfg, vocab_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=weight_decay, foreach=True)
-    batch = torch.randint(0, vocab_size, (rows, seq_len + 1), generator=generator)  # [rows, T+1]
 
-    def step() -> float:
+    def step(rows: int) -> float:
+        batch = torch.randint(0, vocab_size, (rows, seq_len + 1), generator=generator)  # [rows, T+1]
         started = time.perf_counter()
         logits = model(input_ids=batch[:, :-1]).logits  # [rows, T, V]
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
@@ -104,12 +103,21 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - started
 
-    step()  # warm-up: first-touch allocations, AdamW state
-    times, budget = [], time.perf_counter() + 2 * STEP_SECONDS
-    while len(times) < 3 or (len(times) < 7 and time.perf_counter() < budget):
-        times.append(step())
-    seconds = statistics.median(times)
-    rate = rows * seq_len * train_flops_per_token / seconds
-    return Rate(rate, f"measured: {len(times)} timed training steps of this model on this CPU ({rows} row(s) of "
-                      f"{seq_len} tokens, median {seconds * 1000:.0f} ms per step, {torch.get_num_threads()} "
-                      f"threads)", True)
+    step(1)  # warm-up: first-touch allocations, AdamW state
+    one_row = statistics.median([step(1), step(1)])
+    # A step costs a fixed part (Python, the AdamW update, the gradient clipping) plus a part per row: time it at
+    # one row and at as many as fit in STEP_SECONDS (the whole micro-batch where it does), and extrapolate the
+    # line to the micro-batch. Timing fewer rows alone would understate the rate of a larger batch.
+    rows = max(1, min(micro_rows, int(STEP_SECONDS / one_row)))
+    if rows == 1:
+        seconds, timed = one_row, 3
+    else:
+        many = statistics.median([step(rows) for _ in range(3)])
+        per_row = (many - one_row) / (rows - 1)
+        if per_row <= 0:  # noise on a busy machine: no fixed part can be told apart
+            per_row = many / rows
+        seconds, timed = one_row + per_row * (micro_rows - 1), 6
+    rate = micro_rows * seq_len * train_flops_per_token / seconds
+    how = (f"{rows} rows" if rows == micro_rows else f"1 and {rows} rows, extrapolated to the run's {micro_rows}")
+    return Rate(rate, f"measured: {timed} timed training steps of this model on this CPU ({how} of {seq_len} tokens, "
+                      f"{seconds * 1000:.0f} ms per step of {micro_rows} rows, {torch.get_num_threads()} threads)", True)
