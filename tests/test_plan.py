@@ -269,8 +269,7 @@ def test_time_estimate_is_within_the_stated_factor_of_a_measured_run(measured_ru
 
 @pytest.mark.slow
 def test_an_optuna_sweep_refuses_a_plan(tmp_path):
-    result = _run(["-m", "mer.run", "-m", "plan=true", "hydra/sweeper=mer_optuna", "hydra.sweeper.n_trials=2",
-                   "+hydra.sweeper.params.alpha=interval(0,0.5)", *SMALL, f"runs_dir={tmp_path}/runs",
+    result = _run(["-m", "mer.run", "-m", "+sweep=optuna_mer", "plan=true", f"runs_dir={tmp_path}/runs",
                    f"data.data_dir={tmp_path}/data"], cwd=tmp_path)
     assert result.returncode != 0
     assert "an Optuna study picks each trial from the results of the earlier ones" in result.stderr

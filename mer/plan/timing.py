@@ -6,7 +6,7 @@
   `STEP_SECONDS`, judged from the one-row step); the time of a micro-batch step is extrapolated on the line
   through the two (a fixed part per step and a part per row), and the rate is the training FLOPs of a step
   (`mer.flops.estimate_flops`) over that time. A few seconds in all. A model whose single row would take
-  more than 8 x `STEP_SECONDS` at the matmul rate, or whose weights, gradients, AdamW state and one row's
+  more than 4 x `STEP_SECONDS` at the matmul rate, or whose weights, gradients, AdamW state and one row's
   activations would not fit in half the memory, is not built: its rate is then the measured fp32 matmul
   rate (`mer.mfu.measured_cpu_flops`) times an assumed efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan
   says so.
@@ -29,7 +29,7 @@ CPU_FALLBACK_EFFICIENCY = 0.3
 """Share of the measured matmul rate assumed for a CPU model too large to time (a stated assumption)."""
 DEFAULT_PLAN_GPU = "H100"
 """The GPU of the GPU-hours column when the plan runs on a machine without one (`plan_gpu` overrides it)."""
-STEP_SECONDS = 1.0
+STEP_SECONDS = 2.0
 """Rows are cut so that a timed step takes about this long at most (judged from a timed step of one row)."""
 
 
@@ -86,7 +86,7 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
                                   f"GiB, more than half this machine's memory")
     optimistic = measured_cpu_flops()  # an upper bound of the rate: a step takes at least flops / optimistic
     row_seconds = seq_len * train_flops_per_token / optimistic
-    if row_seconds > 8 * STEP_SECONDS:
+    if row_seconds > 4 * STEP_SECONDS:
         return _fallback_cpu_rate(f"one row of {seq_len} tokens would take more than {row_seconds:.0f} s per step")
     generator = torch.Generator().manual_seed(0)
     model = build_model(model_cfg, vocab_size)
@@ -110,13 +110,13 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
     # line to the micro-batch. Timing fewer rows alone would understate the rate of a larger batch.
     rows = max(1, min(micro_rows, int(STEP_SECONDS / one_row)))
     if rows == 1:
-        seconds, timed = one_row, 3
+        seconds, timed = one_row, 2
     else:
-        many = statistics.median([step(rows) for _ in range(3)])
+        many = statistics.median([step(rows) for _ in range(2)])
         per_row = (many - one_row) / (rows - 1)
         if per_row <= 0:  # noise on a busy machine: no fixed part can be told apart
             per_row = many / rows
-        seconds, timed = one_row + per_row * (micro_rows - 1), 6
+        seconds, timed = one_row + per_row * (micro_rows - 1), 4
     rate = micro_rows * seq_len * train_flops_per_token / seconds
     how = (f"{rows} rows" if rows == micro_rows else f"1 and {rows} rows, extrapolated to the run's {micro_rows}")
     return Rate(rate, f"measured: {timed} timed training steps of this model on this CPU ({how} of {seq_len} tokens, "
