@@ -87,7 +87,8 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
     optimistic = measured_cpu_flops()  # an upper bound of the rate: a step takes at least flops / optimistic
     row_seconds = seq_len * train_flops_per_token / optimistic
     if row_seconds > 4 * STEP_SECONDS:
-        return _fallback_cpu_rate(f"one row of {seq_len} tokens would take more than {row_seconds:.0f} s per step")
+        return _fallback_cpu_rate(f"one row of {seq_len} tokens would take at least {row_seconds:.0f} s per step, at the "
+                                  "matmul rate")
     generator = torch.Generator().manual_seed(0)
     model = build_model(model_cfg, vocab_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=weight_decay, foreach=True)
