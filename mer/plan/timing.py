@@ -5,7 +5,7 @@
   timed after a warm-up step, at one row and at the micro-batch (or at as many rows as take about
   `STEP_SECONDS`, judged from the one-row step); the time of a micro-batch step is extrapolated on the line
   through the two (a fixed part per step and a part per row), and the rate is the training FLOPs of a step
-  (`mer.flops.estimate_flops`) over that time. A few seconds in all. A model whose single row would take
+  (`mer.flops.estimate_flops`) over that time: five steps in all. A model whose single row would take
   more than 4 x `STEP_SECONDS` at the matmul rate, or whose weights, gradients, AdamW state and one row's
   activations would not fit in half the memory, is not built: its rate is then the measured fp32 matmul
   rate (`mer.mfu.measured_cpu_flops`) times an assumed efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan
