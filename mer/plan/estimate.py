@@ -135,7 +135,7 @@ def build_plan(cfg: RunConfig, run_name: str, measure: bool = True, device: Devi
     reptile_on = bool(cfg.k) and cfg.eps < 1
 
     def memory(mode: str, world: int, kind: str) -> MemoryEstimate:
-        on_device = cfg.reptile_anchor_device != "cpu" or device.kind == "cpu"
+        on_device = cfg.reptile_anchor_device != "cpu" or kind == "cpu"  # a CPU run's host memory is its device
         return estimate_memory(model, sizes.vocab_size, n_params, n_nonemb, batch_size=cfg.optim.batch_size,
                                grad_accum=cfg.optim.grad_accum, eval_batch_size=cfg.eval.batch_size,
                                eval_context=context, precision=cfg.precision,
