@@ -143,6 +143,20 @@ class RunConfig:
     export_each_task: bool = False
     """Keep the model of every task boundary as a Hugging Face folder, models/after_<task>/ (save_pretrained,
     safetensors, tokenizer, model card), recorded in summary.json's exported_models (`mer.export`)."""
+    plan: bool = False
+    """Print what the run (or, with -m, every point of the sweep) would cost, and train nothing (docs/plan.md)."""
+    plan_csv: str | None = None
+    """Where plan=true writes its CSV: null writes none for one run, <sweep dir>/plan.csv for a sweep."""
+    plan_mfu: float = 0.4
+    """The MFU assumed for time on a GPU and for the GPU-hours of a plan (stated in its output)."""
+    plan_gpu: str | None = None
+    """The GPU of the plan's GPU-hours (a name in mer.mfu.GPU_PEAKS, e.g. A100); null: this machine's GPU, else H100."""
+    plan_world_size: int | None = None
+    """Processes of the ddp/fsdp rows of the plan's memory table; null: this job's, or 8 for a single process."""
+    max_hours: float | None = 24.0
+    """Refuse a run whose estimated time on this machine exceeds this many hours; null: no limit."""
+    allow_oversize: bool = False
+    """Start a run even where its estimated memory or time does not fit the device (skips the check of mer.plan.fit)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
@@ -182,11 +196,14 @@ class RunConfig:
         if refusal is not None:
             raise ValueError(refusal)
         for name in ("compile", "activation_checkpointing", "fsdp_on_cpu", "reptile_at_task_end",
-                     "reptile_reset_each_task", "export_each_task"):
+                     "reptile_reset_each_task", "export_each_task", "plan", "allow_oversize"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.peak_flops is not None and not 0 < self.peak_flops < math.inf:
             raise ValueError(f"peak_flops={self.peak_flops!r} must be > 0 (FLOP/s of one device, e.g. 989e12) or null")
+        from mer.plan.settings import check_plan_settings
+
+        check_plan_settings(self)
         self.eval.windows(self.model.seq_len)  # refuses eval.context > model.seq_len before any work
         if self.model.init_from is not None:  # the model's tokenizer, unless given; refused if it does not fit
             from mer.pretrained import check_tokenizer

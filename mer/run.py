@@ -48,6 +48,15 @@ def main(cfg: DictConfig) -> dict:
         import torch
 
         torch.set_num_threads(run_cfg.threads)
+    if run_cfg.plan:  # what the run would cost; nothing trained or written (docs/plan.md)
+        from mer.plan.entry import print_plan
+
+        return print_plan(run_cfg, name)
+    from mer.plan.fit import fit_refusal
+
+    refusal = fit_refusal(run_cfg, name)  # estimated memory and time against the device, before any work
+    if refusal is not None:
+        refuse(cfg, name, refusal, multirun)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if run_cfg.model.init_from is not None:  # what the run trains: the loaded architecture and its tokenizer
         resolved["model"] = dataclasses.asdict(run_cfg.model)
@@ -78,6 +87,8 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
         print(f"refused: {reason}", file=sys.stderr, flush=True)  # the reason alone, no traceback
         sys.exit(2)
     log.error("refused: %s", reason)
+    if cfg.get("plan"):
+        raise RunRefused(reason)  # a plan writes no run directory, not even a refusal
     run_dir = Path(str(cfg.runs_dir)).expanduser() / name
     if not record_refusal(run_dir, name, reason):
         log.warning("%s already holds a run's summary.json; the refusal is not recorded there", run_dir)

@@ -23,6 +23,7 @@ NON_SEMANTIC_KEYS = (
     "reptile_anchor_device", "buffer.prefetch", "sweep",
     "compile", "activation_checkpointing", "peak_flops", "parallel", "fsdp_on_cpu",
     "logger",  # experiment trackers mirror metrics.jsonl (docs/trackers.md); logger.* overrides too
+    "plan", "plan_csv", "plan_mfu", "plan_gpu", "plan_world_size", "max_hours", "allow_oversize",
 )
 
 

@@ -69,14 +69,24 @@ def job_outcome(result: JobReturn | BaseException) -> tuple[str, str | None]:
 
 
 class MerGridSweeper(BasicSweeper):
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        if config.get("plan"):  # plan=true: every point in this process, instantly; no Slurm job is submitted
+            from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+            self.launcher = BasicLauncher()
+            self.launcher.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.overrides = self.split_arguments(parser.parse_overrides(self._parse_config() + list(arguments)),
                                               self.max_batch_size)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        planning = bool(self.config.get("plan"))
+        if not planning:  # a plan leaves the sweep directory as it is (it writes only plan.csv)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
         jobs: list[list[str]] = []
         results: list[JobReturn | BaseException] = []
@@ -92,6 +102,13 @@ class MerGridSweeper(BasicSweeper):
                 jobs.extend(list(job) for job in batch)
                 if requested() is not None and not self.is_done():  # the last job ended before it saw the signal
                     stop_sweep(SystemExit(STOPPED_BY_SIGNAL), sweep_dir)
+        if planning:
+            from mer.plan.sweep_plan import report_sweep_plan
+            from sweeps.sweep_table import point_labels
+
+            labels = [label or " ".join(job) or "default" for label, job in zip(point_labels(jobs), jobs)]
+            report_sweep_plan(sweep_dir, labels, results, self.config.get("plan_csv"))
+            return [[r for r in results if isinstance(r, JobReturn)]]
         self.report(sweep_dir, jobs, results)
         return [[r for r in results if isinstance(r, JobReturn)]]
 

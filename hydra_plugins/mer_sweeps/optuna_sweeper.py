@@ -81,6 +81,10 @@ class MerOptunaSweeper(Sweeper):
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        if config.get("plan"):
+            raise ValueError("plan=true plans the points of a grid, but an Optuna study picks each trial from the "
+                             "results of the earlier ones: plan one trial without -m (e.g. its largest point), or "
+                             "the grid of its bounds with hydra/sweeper=mer_grid")
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(

@@ -1,0 +1,124 @@
+"""How fast this machine trains a model: measured on CPU, an assumed MFU on GPU (docs/plan.md).
+
+- **CPU:** real training steps of the run's model (forward, loss, backward, gradient clipping, AdamW, as
+  `mer.trainer.Trainer.train_step` does them, on random token ids, which cost what real ones cost) are
+  timed after a warm-up step, at one row and at the micro-batch (or at as many rows as take about
+  `STEP_SECONDS`, judged from the one-row step); the time of a micro-batch step is extrapolated on the line
+  through the two (a fixed part per step and a part per row), and the rate is the training FLOPs of a step
+  (`mer.flops.estimate_flops`) over that time: five steps in all. A model whose single row would take
+  more than 4 x `STEP_SECONDS` at the matmul rate, or whose weights, gradients, AdamW state and one row's
+  activations would not fit in half the memory, is not built: its rate is then the measured fp32 matmul
+  rate (`mer.mfu.measured_cpu_flops`) times an assumed efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan
+  says so.
+- **GPU:** the data-sheet peak of the GPU (`mer.mfu.GPU_PEAKS`; `peak_flops` overrides it) at the run's
+  precision, times an assumed MFU (`plan_mfu`, 0.4 unless set), stated in the plan.
+
+Evaluation FLOPs are assumed to run at the training rate per FLOP; checkpoint writes, data reading and
+logging between steps are not timed (tests/test_plan.py checks the estimate of whole runs against their
+measured wall time).
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from dataclasses import dataclass
+
+CPU_FALLBACK_EFFICIENCY = 0.3
+"""Share of the measured matmul rate assumed for a CPU model too large to time (a stated assumption)."""
+DEFAULT_PLAN_GPU = "H100"
+"""The GPU of the GPU-hours column when the plan runs on a machine without one (`plan_gpu` overrides it)."""
+STEP_SECONDS = 2.0
+"""Rows are cut so that a timed step takes about this long at most (judged from a timed step of one row)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Training FLOP/s of one device, and how the number was obtained (stated in the plan)."""
+
+    flops_per_s: float
+    how: str
+    measured: bool
+
+
+def gpu_rate(gpu_name: str, precision: str, mfu: float, peak_override: float | None = None) -> Rate | None:
+    """The assumed rate of one GPU named `gpu_name` (matched in mer.mfu.GPU_PEAKS); None when its peak is unknown."""
+    from mer.mfu import peak_flops_from_table
+
+    if peak_override is not None:
+        return Rate(peak_override * mfu, f"assumed MFU {mfu:.0%} of peak_flops={peak_override:.4g} FLOP/s", False)
+    peak = peak_flops_from_table(gpu_name, precision)
+    if peak is None:
+        return None
+    return Rate(peak * mfu, f"assumed MFU {mfu:.0%} of the {gpu_name} {precision} data-sheet peak "
+                            f"{peak / 1e12:.1f} TFLOP/s", False)
+
+
+def _fallback_cpu_rate(reason: str) -> Rate:
+    from mer.mfu import measured_cpu_flops
+
+    peak = measured_cpu_flops()
+    return Rate(peak * CPU_FALLBACK_EFFICIENCY,
+                f"not timed ({reason}): assumed {CPU_FALLBACK_EFFICIENCY:.0%} of this CPU's measured fp32 matmul "
+                f"rate {peak / 1e9:.1f} GFLOP/s", False)
+
+
+@functools.cache
+def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_flops_per_token: int,
+                      weight_decay: float, memory_limit: int) -> Rate:
+    """Time training steps of the model `model_key` (`ModelConfig` fields as a tuple) on the CPU; cached per shape.
+
+    `memory_limit`: bytes the model, its gradients, AdamW state and one row's activations may take."""
+    import torch
+    import torch.nn.functional as F
+
+    from mer.mfu import measured_cpu_flops
+    from mer.model import ModelConfig, build_model, estimate_parameters
+    from mer.plan.memory import training_activation_bytes
+
+    model_cfg = ModelConfig(**dict(model_key))
+    seq_len = model_cfg.seq_len
+    n_params, _ = estimate_parameters(model_cfg, vocab_size)
+    per_row = training_activation_bytes(model_cfg, vocab_size, 1, "fp32", False)
+    if 16 * n_params + per_row > memory_limit:
+        return _fallback_cpu_rate(f"the model with one row of activations needs {(16 * n_params + per_row) / 2**30:.1f} "
+                                  f"GiB, more than half this machine's memory")
+    optimistic = measured_cpu_flops()  # an upper bound of the rate: a step takes at least flops / optimistic
+    row_seconds = seq_len * train_flops_per_token / optimistic
+    if row_seconds > 4 * STEP_SECONDS:
+        return _fallback_cpu_rate(f"one row of {seq_len} tokens would take at least {row_seconds:.0f} s per step, at the "
+                                  "matmul rate")
+    generator = torch.Generator().manual_seed(0)
+    model = build_model(model_cfg, vocab_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=weight_decay, foreach=True)
+
+    def step(rows: int) -> float:
+        batch = torch.randint(0, vocab_size, (rows, seq_len + 1), generator=generator)  # [rows, T+1]
+        started = time.perf_counter()
+        logits = model(input_ids=batch[:, :-1]).logits  # [rows, T, V]
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - started
+
+    step(1)  # warm-up: first-touch allocations, AdamW state
+    one_row = statistics.median([step(1), step(1)])
+    # A step costs a fixed part (Python, the AdamW update, the gradient clipping) plus a part per row: time it at
+    # one row and at as many as fit in STEP_SECONDS (the whole micro-batch where it does), and extrapolate the
+    # line to the micro-batch. Timing fewer rows alone would understate the rate of a larger batch.
+    rows = max(1, min(micro_rows, int(STEP_SECONDS / one_row)))
+    if rows == 1:
+        seconds, timed = one_row, 2
+    else:
+        many = statistics.median([step(rows) for _ in range(2)])
+        per_row = (many - one_row) / (rows - 1)
+        if per_row <= 0:  # noise on a busy machine: no fixed part can be told apart
+            per_row = many / rows
+        seconds, timed = one_row + per_row * (micro_rows - 1), 4
+    rate = micro_rows * seq_len * train_flops_per_token / seconds
+    how = (f"{rows} rows" if rows == micro_rows else f"1 and {rows} rows, extrapolated to the run's {micro_rows}")
+    return Rate(rate, f"measured: {timed} timed training steps of this model on this CPU ({how} of {seq_len} tokens, "
+                      f"{seconds * 1000:.0f} ms per step of {micro_rows} rows, {torch.get_num_threads()} threads)", True)
