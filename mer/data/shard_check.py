@@ -91,10 +91,13 @@ def verify_shard_files(directory: Path, manifest: dict, paths: dict[str, Path], 
                             f"{rebuild_hint(directory, manifest)}")
         if time.time_ns() - max(identity["mtime_ns"], identity["ctime_ns"]) > RACY_NS:
             fresh[split] = {"identity": identity, "sha256": expected, "max_token_id": largest}
-    if fresh and fresh != stamps:
+    if fresh != stamps:  # stamps of files changed since (or not stamped now) are dropped, never kept stale
         tmp = stamp_path.with_name(f".{STAMP_FILE}.tmp-{os.getpid()}")
         try:
-            tmp.write_text(json.dumps(fresh, indent=2))
-            os.replace(tmp, stamp_path)
+            if fresh:
+                tmp.write_text(json.dumps(fresh, indent=2))
+                os.replace(tmp, stamp_path)
+            else:
+                stamp_path.unlink(missing_ok=True)
         except OSError as error:  # a read-only shared cache: verified again next time, nothing worse
             log.debug("cannot write %s (%s); the shards will be hashed again at the next start", stamp_path, error)
