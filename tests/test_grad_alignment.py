@@ -202,3 +202,24 @@ def test_alignment_records_and_their_evaluation_flops(runs_off_and_on):
                            cfg.model.d_model, 512)
     assert on["totals"]["flops_eval"] - off["totals"]["flops_eval"] == extra_tokens * rates.train_per_token
     assert on["totals"]["flops_train"] == off["totals"]["flops_train"]
+
+
+def test_the_report_of_real_runs_shows_alignment_where_it_was_measured(runs_off_and_on, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.report import build_report
+
+    (off_cfg, _), (on_cfg, on) = runs_off_and_on
+    rep = build_report([Path(off_cfg.runs_dir), Path(on_cfg.runs_dir)], tmp_path / "report", n_boot=0, progress=False)
+    assert rep.errors == []
+    text = (tmp_path / "report" / "report.md").read_text()
+    section = text.split("## Gradient alignment")[1]
+    assert "1 usable run(s) have no alignment records" in section
+    assert (tmp_path / "report" / "figures" / "grad_alignment.png").stat().st_size > 1000
+    # The table's mean is the mean of the run's per-evaluation means (tasks 1 on), to 3 decimals.
+    means = [r["grad_cosine_mean"] for r in _records(Path(on_cfg.runs_dir) / "run")
+             if r["event"] == "eval" and r["grad_cosine_mean"] is not None]
+    assert f"| {np.mean(means):.3f} |" in section
+    # Every run records this checkout's commit and the command (the per-run table of the report).
+    assert text.count(f"| {on['provenance']['attempts'][0]['command']} |") == 2
