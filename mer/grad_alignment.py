@@ -48,14 +48,19 @@ FSDP_REFUSAL = ("eval.grad_alignment needs every parameter's whole gradient on e
                 "eval.grad_alignment=false")
 
 
+def check_grad_alignment(cfg, sharded: bool) -> None:
+    """Refuse eval.grad_alignment with a sharded model (parallel=fsdp over several processes), before any work."""
+    if cfg.eval.grad_alignment and sharded:
+        raise ValueError(FSDP_REFUSAL)
+
+
 def build_grad_alignment(cfg, model: torch.nn.Module, eval_tokens: Sequence[np.ndarray], plans: Sequence[WindowPlan],
                          dist, autocast: Callable[[], AbstractContextManager], sharded: bool) -> GradAlignment | None:
     """The measurer of a run (`cfg`: its RunConfig, `dist`: its `mer.distributed.Distributed`), or None when
     eval.grad_alignment is off; refuses a sharded model (the module docstring)."""
     if not cfg.eval.grad_alignment:
         return None
-    if sharded:
-        raise ValueError(FSDP_REFUSAL)
+    check_grad_alignment(cfg, sharded)
     windows = cfg.eval.grad_alignment_windows or DEFAULT_WINDOWS
     return GradAlignment(model, eval_tokens, plans, windows, cfg.eval.batch_size, dist.device, autocast,
                          dist.rank, dist.world_size, dist.sum)

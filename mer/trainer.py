@@ -43,7 +43,7 @@ from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
 from mer.evaluation import plan_windows
 from mer.flops import FlopCounter, estimate_flops
-from mer.grad_alignment import build_grad_alignment
+from mer.grad_alignment import build_grad_alignment, check_grad_alignment
 from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
 from mer.pretrained import load_pretrained
@@ -125,6 +125,8 @@ class Trainer:
             raise ValueError("the trainer splits the GLOBAL block order over ranks itself: build the TaskSequence "
                              "with rank=0, world_size=1 on every rank")
         self.dist, self.device = dist, dist.device
+        # eval.grad_alignment with a sharded model is refused before the model is built (mer.grad_alignment).
+        check_grad_alignment(cfg, check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu))
         self.downstream = None  # scores the live model at task boundaries (eval.downstream)
         if cfg.eval.downstream:  # first: an unknown task name is refused before the model is even built
             if check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu):

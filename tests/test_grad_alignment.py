@@ -223,3 +223,33 @@ def test_the_report_of_real_runs_shows_alignment_where_it_was_measured(runs_off_
     assert f"| {np.mean(means):.3f} |" in section
     # Every run records this checkout's commit and the command (the per-run table of the report).
     assert text.count(f"| {on['provenance']['attempts'][0]['command']} |") == 2
+
+
+# ------------------------------------------------------------------------------------------ several processes
+@pytest.mark.slow
+def test_two_ddp_processes_measure_what_one_process_measures(small_bible, tmp_path):
+    """Each rank takes every other window of a task's batch and the gradient sums are all-reduced."""
+    from test_ddp import SPEC, _config, _torchrun
+
+    spec = {**SPEC, "grad_alignment": True}
+    result = _torchrun(Path(small_bible[0].data_dir), tmp_path / "two", **spec)
+    assert result.returncode == 0, result.stderr[-4000:]
+    cfg = _config(small_bible[0].data_dir, tmp_path / "one", **spec)
+    one = run_training(cfg, "run", _resolved(cfg))
+    two = json.loads((tmp_path / "two" / "run" / "summary.json").read_text())
+    assert two["world_size"] == 2 and two["totals"] == one["totals"]  # the same evaluation FLOPs counted
+    evals = [[r for r in _records(root / "run") if r["event"] == "eval"] for root in (tmp_path / "one", tmp_path / "two")]
+    assert len(evals[0]) == len(evals[1]) > 10 and any(r["grad_cosine"] for r in evals[0])
+    for a, b in zip(*evals, strict=True):
+        assert b["grad_cosine"] == pytest.approx(a["grad_cosine"], rel=1e-3, abs=1e-4)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_fsdp_is_refused_with_the_reason(small_bible, tmp_path):
+    from test_ddp import FSDP, SPEC, _torchrun
+
+    result = _torchrun(Path(small_bible[0].data_dir), tmp_path, **{**SPEC, **FSDP, "grad_alignment": True})
+    assert result.returncode != 0
+    assert "eval.grad_alignment needs every parameter's whole gradient" in result.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
