@@ -160,8 +160,8 @@ def add_alignment(rep) -> None:
     rep.files += [tdir / f"{TABLE}.md", tdir / f"{TABLE}.tex"]
     lines = ["", "## Gradient alignment", "",
              "Cosine similarity between the gradient of the task being trained and that of each earlier task, on fixed "
-             "held-out windows at every evaluation (`eval.grad_alignment=true`, `mer.grad_alignment`); positive: a step "
-             "on the current task also lowers the earlier tasks' losses (to first order), negative: it raises them. "
+             "held-out windows at every evaluation (`eval.grad_alignment=true`, `mer.grad_alignment`); positive: a "
+             "step on the current task also lowers the earlier tasks' losses (to first order), negative: it raises them. "
              f"{CAPTION}.", "", tables.to_markdown(table), f"LaTeX: [tables/{TABLE}.tex](tables/{TABLE}.tex); every "
              "evaluation: the `grad_cosine_mean` and `grad_cosine.<task>` columns of `data/evals.csv`.", ""]
     fig = plot_alignment(evals, usable)
@@ -172,7 +172,8 @@ def add_alignment(rep) -> None:
                   "setting; mean over seeds with a band of ± 1 sample std.", ""]
     without = [r for r in usable["run_id"] if r not in with_records]
     if without:
-        shown = ", ".join(f"`{r}`" for r in without[:12]) + (f" and {len(without) - 12} more" if len(without) > 12 else "")
+        more = f" and {len(without) - 12} more" if len(without) > 12 else ""
+        shown = ", ".join(f"`{r}`" for r in without[:12]) + more
         lines += [f"{len(without)} usable run(s) have no alignment records (trained without eval.grad_alignment=true) "
                   f"and are not in this table or figure: {shown}.", ""]
     with (rep.out / "report.md").open("a", encoding="utf-8") as fh:

@@ -184,7 +184,8 @@ def test_alignment_records_and_their_evaluation_flops(runs_off_and_on):
     for e in evals:
         earlier = names[: e["task_index"]]
         assert list(e["grad_cosine"]) == earlier
-        assert list(e["grad_norm"]) == [names[e["task_index"]], *earlier] and all(v > 0 for v in e["grad_norm"].values())
+        assert list(e["grad_norm"]) == [names[e["task_index"]], *earlier]
+        assert all(v > 0 for v in e["grad_norm"].values())
         assert all(-1.0 <= c <= 1.0 for c in e["grad_cosine"].values())
         if earlier:
             assert e["grad_cosine_mean"] == pytest.approx(np.mean(list(e["grad_cosine"].values())))
@@ -238,7 +239,8 @@ def test_two_ddp_processes_measure_what_one_process_measures(small_bible, tmp_pa
     one = run_training(cfg, "run", _resolved(cfg))
     two = json.loads((tmp_path / "two" / "run" / "summary.json").read_text())
     assert two["world_size"] == 2 and two["totals"] == one["totals"]  # the same evaluation FLOPs counted
-    evals = [[r for r in _records(root / "run") if r["event"] == "eval"] for root in (tmp_path / "one", tmp_path / "two")]
+    evals = [[r for r in _records(root / "run") if r["event"] == "eval"]
+             for root in (tmp_path / "one", tmp_path / "two")]
     assert len(evals[0]) == len(evals[1]) > 10 and any(r["grad_cosine"] for r in evals[0])
     for a, b in zip(*evals, strict=True):
         assert b["grad_cosine"] == pytest.approx(a["grad_cosine"], rel=1e-3, abs=1e-4)

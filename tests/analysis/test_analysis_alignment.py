@@ -57,7 +57,8 @@ def test_table_and_figure_recover_the_known_cosines(tmp_path: Path):
             assert row["mean cosine"] == f"{truth:.3f} ± 0.000" and row["at task ends"] == f"{truth:.3f} ± 0.000"
             assert float(row["lowest"]) == pytest.approx(truth, abs=1e-3)
     fig = plot_alignment(col.evals, runs)
-    lines = [ln for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_") and ln.get_linestyle() != "None"]
+    lines = [ln for ln in fig.axes[0].get_lines()
+             if not ln.get_label().startswith("_") and ln.get_linestyle() != "None"]
     colors = palette.alpha_colors([0.0, 0.25, 0.5])
     by_label = {ln.get_label(): ln for ln in lines}
     assert set(by_label) == {f"alpha={a:g}, Reptile {r}" for a in (0, 0.25, 0.5) for r in ("off", "k=5 eps=0.1")}
