@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from analysis.alignment import alignment_columns
+from analysis.provenance import provenance_columns
 from analysis.rundir import RunData, is_run_dir, read_run
 from mer import metrics
 
@@ -123,6 +125,7 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
         "n_params_nonembedding": _num(summary.get("n_params_nonembedding")),
         "status": str(summary.get("status", "unknown")),
         "eval_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
+        **provenance_columns(summary),  # git_commit, git_dirty, command (analysis.provenance)
     }
 
     evals = run.evals
@@ -191,6 +194,7 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
     for j, t in enumerate(tasks):
         ev[f"val_loss.{t}"] = losses[:, j]
     ev["val_loss_mean"] = np.nanmean(losses, axis=1) if tasks else np.nan
+    ev = ev.assign(**alignment_columns(evals, tasks))  # grad_cosine_mean, grad_cosine.<task> (analysis.alignment)
     ev["forgetting_curve"] = curve
     ev["eval_index"] = np.arange(len(evals))
     for key in ("run_id", "model", "alpha", "k", "eps", "reptile", "seed", "task_sequence", "n_params", "n_params_nonembedding", "status"):

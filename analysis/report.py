@@ -37,6 +37,8 @@ from analysis.compare import Comparison, compare_with_scaling, summary_lines
 from analysis.families import METRIC_WORDS, METRICS, NO_REPLAY, FamilyFit, fit_family, fit_summary, no_replay_runs, replay_families
 from analysis.fingerprints import MixedEvaluations, check_same_evaluation
 from analysis.problems import group_problems
+from analysis.alignment import add_alignment
+from analysis.provenance import mixed_code_warning, provenance_table
 
 
 @dataclass
@@ -88,6 +90,9 @@ def build_report(
     with _stage(rep, "fitting power laws"):
         _fit_all(rep, n_boot=n_boot, seed=seed, progress=progress)
     with _stage(rep, "comparing replay with scaling"):
+        warning = mixed_code_warning(rep.usable, "this report's fits and comparisons")  # analysis.provenance
+        if warning:
+            rep.problems.append(warning)
         for metric in METRICS:
             ff = _find_fit(rep, NO_REPLAY, metric)
             if ff is not None:
@@ -114,6 +119,8 @@ def build_report(
         }, indent=2))
         rep.files.append(path)
     _write_markdown(rep, paths)
+    with _stage(rep, "adding the gradient alignment"):  # runs trained with eval.grad_alignment=true
+        add_alignment(rep)
     with _stage(rep, "adding the downstream accuracy"):  # runs scored with lm-evaluation-harness (mer.downstream)
         from analysis.downstream import add_downstream
 
@@ -271,6 +278,8 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     status = runs.groupby(["status", "usable"]).size().reset_index(name="runs")
     lines.append(f"{len(runs)} run directories found; {len(rep.usable)} usable (every task finished, finite losses, sequence analysed).")
     lines += ["", tables.to_markdown(status.rename(columns={"usable": "usable in fits"}))]
+    lines += ["Code version (git commit; +dirty: uncommitted changes) and command of each run's last attempt:", "",
+              tables.to_markdown(provenance_table(runs))]
     left = runs[~runs["run_id"].isin(rep.usable["run_id"])] if not rep.usable.empty else runs
     if not left.empty:
         lines += ["Runs left out of fits, tables and figures (kept in `data/runs.csv` with their flags):", ""]

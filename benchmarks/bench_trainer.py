@@ -20,6 +20,10 @@ fit      a short `Trainer.fit()` (alpha=0, k=0) with the default config's interv
          the boundary checkpoint) and the default budget of 200,000 new tokens per task, against the
          plain loop doing the same number of steps. With 1 task (default `--fit-tasks`) a run has the
          same eval/checkpoint rate per step as the full default 5-task run. Ratio reported apart.
+alignment  the same short fit() (default intervals: eval every 100 steps) with eval.grad_alignment off and on, over
+         `--alignment-tasks` tasks of the default budget (default 5: the default run's evaluations, whose
+         alignment grows from 1 gradient at task 1 to 5 at task 5), in interleaved rounds: steps/s of each
+         and the overhead; plus one alignment measurement at the last task alone (all its gradients), in s.
 reptile  one `Reptile.maybe_step` interpolation (k=500, eps=0.1, anchor on cpu) on the step trainer's
          model, in ms, as a share of k x the median trainer step time, for k=500 and k=100
          (target <= 1% at k=500). Measured inside the `step` rounds.
@@ -44,7 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +264,31 @@ def bench_fit(ctx: Ctx, model: str, rounds: int, n_tasks: int) -> dict:
             "tokens": total_steps * cfg.optim.batch_size * cfg.model.seq_len, **res}
 
 
+def bench_alignment(ctx: Ctx, model: str, rounds: int, n_tasks: int) -> dict:
+    """Rounds of one short fit() with eval.grad_alignment off and on (order alternating), then one alignment
+    measurement of the finished trainer at its last task."""
+    base = ctx.cfg(model)
+    configs = {False: base, True: replace(base, eval=replace(base.eval, grad_alignment=True))}
+    res: dict = {"off": [], "on": [], "measure": [], "evals": None, "steps": None}
+    for r in range(rounds):
+        log(f"  alignment {model}: round {r + 1}/{rounds}")
+        for on in rotated((False, True), r):
+            sequence = task_sequence(configs[on], ctx.prepared, n_tasks=n_tasks)
+            trainer = make_trainer(configs[on], sequence, ctx.vocab, ctx.scratch, f"align-{model}-{on}")
+            started = time.perf_counter()
+            trainer.fit()
+            res["on" if on else "off"].append(time.perf_counter() - started)
+            res["steps"] = trainer.position.step
+            res["evals"] = sum(1 for rec in trainer.metrics.records() if rec["event"] == "eval")
+            if on:
+                started = time.perf_counter()
+                trainer.alignment.measure(n_tasks - 1, sequence.names)
+                res["measure"].append(time.perf_counter() - started)
+                res["windows"] = trainer.alignment.windows[0]
+            shutil.rmtree(trainer.run_dir, ignore_errors=True)
+    return {"model": model, "tasks": n_tasks, "rounds": rounds, "every": base.eval.every, **res}
+
+
 def bench_wait(ctx: Ctx, model: str, steps: int, rounds: int, alpha: float) -> dict:
     """Rounds of `steps` steps of two alpha>0 trainers, buffer.prefetch off and on (order alternating)."""
     trainers = {}
@@ -436,6 +465,18 @@ def table_trackers(results: list[dict]) -> str:
                          f"| {'(baseline)' if name == 'jsonl' else verdict(med(ratios), 0.98, True, '{:.3f}')} |")
         for name in r["not_installed"]:
             lines.append(f"| {r['model']} | {name} | not installed (pip install -e \".[{name}]\") | | | | | |")
+
+
+def table_alignment(results: list[dict]) -> str:
+    lines = ["| model | tasks | steps | evals | windows per task | steps/s off | steps/s on | overhead (on/off - 1) "
+             "| one measurement at the last task (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        overhead = [on / off - 1 for on, off in zip(r["on"], r["off"])]
+        lines.append(f"| {r['model']} | {r['tasks']} | {r['steps']} | {r['evals']} | {r.get('windows', 'n/a')} "
+                     f"| {spread([r['steps'] / t for t in r['off']], '{:.2f}')} "
+                     f"| {spread([r['steps'] / t for t in r['on']], '{:.2f}')} | {spread(overhead, '{:.1%}')} "
+                     f"| {med(r['measure']):.2f} |")
     return "\n".join(lines)
 
 
@@ -456,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reptile-reps", type=int, default=5, help="interpolations timed per round")
     parser.add_argument("--alpha", type=float, default=0.5, help="replay ratio of the wait part")
     parser.add_argument("--parts", nargs="+", default=["step", "fit", "reptile", "wait"],
-                        choices=["step", "fit", "reptile", "wait", "trackers"])
+                        choices=["step", "fit", "reptile", "wait", "trackers", "alignment"])
+    parser.add_argument("--alignment-tasks", type=int, default=5, help="tasks in the alignment part")
+    parser.add_argument("--alignment-rounds", type=int, default=2, help="interleaved rounds of the alignment part")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--data-dir", default=os.environ.get("MER_DATA_DIR", "~/.cache/mer"),
                         help="data cache (prepared once if missing; default $MER_DATA_DIR or ~/.cache/mer)")
@@ -470,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare_data(DataConfig(data_dir=args.data_dir))
     scratch = Path(tempfile.mkdtemp(prefix="mer-bench-trainer-"))
     ctx = Ctx(args, prepared, scratch)
-    steps_results, fit_results, wait_results, tracker_results = [], [], [], []
+    steps_results, fit_results, wait_results, tracker_results, alignment_results = [], [], [], [], []
     try:
         for model in args.models:
             steps, rounds = args.steps, args.rounds or DEFAULT_ROUNDS.get(model, 6)
@@ -483,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
                 wait_results.append(bench_wait(ctx, model, steps, rounds, args.alpha))
             if "trackers" in args.parts:
                 tracker_results.append(bench_trackers(ctx, model, steps, rounds))
+            if "alignment" in args.parts and model in (args.fit_models or args.models[:1]):
+                alignment_results.append(bench_alignment(ctx, model, args.alignment_rounds, args.alignment_tasks))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -508,9 +553,13 @@ def main(argv: list[str] | None = None) -> int:
         print("### Experiment trackers: train_step + a metrics.jsonl train line every step, metrics.jsonl only vs "
               "each tracker (its background thread on the same cores), median (min-max) over interleaved rounds\n")
         print(table_trackers(tracker_results) + "\n")
+    if alignment_results:
+        print("### eval.grad_alignment: short fit() with the default intervals, alignment off vs on, "
+              "median (min-max) over interleaved rounds\n")
+        print(table_alignment(alignment_results) + "\n")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "step": steps_results, "fit": fit_results,
-                                         "wait": wait_results, "trackers": tracker_results, "args": {k: str(v) for k, v in vars(args).items()}},
+                                         "wait": wait_results, "trackers": tracker_results, "alignment": alignment_results, "args": {k: str(v) for k, v in vars(args).items()}},
                                         indent=2))
     return 0
 

@@ -43,6 +43,13 @@ class EvalConfig:
     """At most this many documents per downstream task (the harness' --limit); null: all of them."""
     downstream_include: list[str] = field(default_factory=list)
     """Folders of your own harness task YAML for eval.downstream (the built-in bible_cloze needs none)."""
+    grad_alignment: bool = False
+    """At every evaluation also compute the gradient of the current task and of every earlier task on fixed
+    held-out windows and log their cosine similarities and norms (`mer.grad_alignment`); costs a forward and a
+    backward of those windows per task, counted as evaluation FLOPs. Not with parallel=fsdp."""
+    grad_alignment_windows: int | None = None
+    """Windows (of eval.context tokens) per task in the gradient batch of eval.grad_alignment: the first ones of the
+    task's evaluation plan, the same at every evaluation (fewer when the held-out span has fewer); null: 8."""
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -60,6 +67,13 @@ class EvalConfig:
             raise ValueError(f"eval.downstream={self.downstream!r} must list harness task names, e.g. [bible_cloze]")
         if self.downstream_limit is not None and self.downstream_limit < 1:
             raise ValueError(f"eval.downstream_limit={self.downstream_limit} must be >= 1, or null for every document")
+        if not isinstance(self.grad_alignment, bool):
+            raise ValueError(f"eval.grad_alignment={self.grad_alignment!r} must be true or false")
+        if self.grad_alignment_windows is not None and self.grad_alignment_windows < 1:
+            raise ValueError(f"eval.grad_alignment_windows={self.grad_alignment_windows} must be >= 1, or null for 8")
+        if self.grad_alignment_windows is not None and not self.grad_alignment:
+            raise ValueError(f"eval.grad_alignment_windows={self.grad_alignment_windows} applies to eval.grad_alignment, "
+                             "which is false: add eval.grad_alignment=true, or drop the windows setting")
         if self.downstream:
             from mer.harness import require_harness
 

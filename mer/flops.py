@@ -101,12 +101,14 @@ class FlopCounter:
         self.flops_new += int(n_new_tokens) * self.rates.train_per_token
         self.flops_replay += int(n_replay_tokens) * self.rates.train_per_token
 
-    def add_eval(self, n_tokens: int) -> None:
-        """Count an evaluation over `n_tokens` tokens."""
+    def add_eval(self, n_tokens: int, backward: bool = False) -> None:
+        """Count an evaluation over `n_tokens` tokens; with `backward` (the gradients of eval.grad_alignment) each
+        token also went through a backward pass and costs a trained token's FLOPs."""
         if n_tokens < 0:
             raise ValueError(f"n_tokens={n_tokens} must be >= 0")
         self.tokens_eval += int(n_tokens)
-        self.flops_eval += int(n_tokens) * self.rates.eval_per_token
+        rate = self.rates.train_per_token if backward else self.rates.eval_per_token
+        self.flops_eval += int(n_tokens) * rate
 
     def add_reptile_step(self) -> None:
         """Count one Reptile interpolation."""

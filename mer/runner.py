@@ -29,6 +29,7 @@ from mer.data.stream import TaskSequence
 from mer.evaluation import eval_fingerprint, fingerprint_id
 from mer.export import exported_models
 from mer.integrity import start_over_hint
+from mer.provenance import record_attempt
 from mer.resume_check import check_run_directory
 from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
 from mer.sharding import check_parallel
@@ -177,6 +178,8 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
                         f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "
                         f"with, or {start_over_hint(run_dir)}")
+    if dist.is_main:  # this attempt's commit and command; not in the config, so newer code may resume the run
+        summary["provenance"] = record_attempt(run_dir, previous)
 
     def write_summary() -> None:
         if dist.is_main:

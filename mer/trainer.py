@@ -46,6 +46,7 @@ from mer.distributed import Distributed
 from mer.evaluation import plan_windows
 from mer.fault_points import fault_point
 from mer.flops import FlopCounter, estimate_flops
+from mer.grad_alignment import build_grad_alignment, check_grad_alignment
 from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
 from mer.pretrained import load_pretrained
@@ -127,6 +128,8 @@ class Trainer:
             raise ValueError("the trainer splits the GLOBAL block order over ranks itself: build the TaskSequence "
                              "with rank=0, world_size=1 on every rank")
         self.dist, self.device = dist, dist.device
+        # eval.grad_alignment with a sharded model is refused before the model is built (mer.grad_alignment).
+        check_grad_alignment(cfg, check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu))
         self.downstream = None  # scores the live model at task boundaries (eval.downstream)
         if cfg.eval.downstream:  # first: an unknown task name is refused before the model is even built
             if check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu):
@@ -192,6 +195,9 @@ class Trainer:
         # The windows that score each task's fixed held-out span: the same at every evaluation.
         windows = cfg.eval.windows(cfg.model.seq_len)  # (context, stride)
         self.eval_plans = [plan_windows(len(t.eval_tokens), *windows) for t in sequence.tasks]
+        # eval.grad_alignment: gradient cosines between tasks at every evaluation (None when off; refuses fsdp).
+        self.alignment = build_grad_alignment(cfg, self.model, [t.eval_tokens for t in sequence.tasks], self.eval_plans,
+                                              dist, self._autocast, self.sharded)
         self._stop_signal: int | None = None
         self._stop_agreed = False  # some rank had a stop signal at the last step's all-reduce
         self.data_wait_s = 0.0  # time spent getting batches (new + replay) since this process started
@@ -439,10 +445,15 @@ class Trainer:
             self.flops.add_eval(plan.n_windows * plan.length)  # every window's forward, scored or not
         totals = dist.sum(sums).tolist()  # [n_tasks]
         losses = {task.name: total / count for task, total, count in zip(self.sequence.tasks, totals, counts)}
+        alignment: dict = {}
+        if self.alignment is not None:  # gradient cosines of the current task with the earlier ones (mer.grad_alignment)
+            current = min(self.position.task_index, len(self.sequence.tasks) - 1)
+            alignment, tokens = self.alignment.measure(current, self.sequence.names)
+            self.flops.add_eval(tokens, backward=True)
         self.model.train()
         fault_point("evaluation")
         if self.metrics is not None:
-            self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})
+            self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary, **alignment})
         self.overhead_s += time.perf_counter() - started
         return losses
 

@@ -39,7 +39,8 @@ def _config(data_dir: str | Path, runs_dir: str | Path, **spec):
     optim = OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=spec.pop("batch_size"), grad_accum=spec.pop("grad_accum"))
     # 4 evaluation windows (129 held-out tokens, 32-token context): batches of 3 and 1 (one per rank), or one
     # batch of 4 (rank 1 has none).
-    evaluation = EvalConfig(every=spec.pop("eval_every"), batch_size=spec.pop("eval_batch_size", 3))
+    evaluation = EvalConfig(every=spec.pop("eval_every"), batch_size=spec.pop("eval_batch_size", 3),
+                            grad_alignment=spec.pop("grad_alignment", False))
     return tiny_run_config(small_bible_config(Path(data_dir)), Path(runs_dir), optim=optim, eval=evaluation, **spec)
 
 

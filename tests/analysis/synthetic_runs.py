@@ -67,10 +67,18 @@ class Spec:
     status: str = "completed"
     stop_at_step: int | None = None  # cut the log here (failed / running runs)
     eval_context: int | None = SEQ_LEN  # eval.context of the fingerprint; None: no fingerprint (an old run)
+    alignment: bool = False  # eval.grad_alignment: every evaluation from task 1 on records `true_cosine(spec)`
+    commit: str | None = None  # the git commit summary.json's provenance records (None: no provenance, an old run)
 
     @property
     def name(self) -> str:
         return f"alpha={self.alpha},eps={self.eps},k={self.k},model={self.model},seed={self.seed}"
+
+
+def true_cosine(spec: Spec) -> float:
+    """The gradient cosine of every earlier task with the current one in a run with `alignment`: rises with
+    alpha, 0.2 more with Reptile on."""
+    return -0.3 + 0.8 * spec.alpha + (0.2 if spec.k > 0 and spec.eps < 1 else 0.0)
 
 
 def flops_per_new_token(spec: Spec) -> float:
@@ -150,7 +158,12 @@ def write_run(root: Path, spec: Spec) -> Path:
             lines.append({"event": "train", **counters(step, task), "loss": loss_at(task, task, p, after, end), "tokens_per_s": 1e4})
         n_evals += 1
         val = {name: loss_at(j, task, p, after, end) for j, name in enumerate(TASKS)}
-        lines.append({"event": "eval", **counters(step, task), "val_loss": val, "boundary": is_boundary})
+        record = {"event": "eval", **counters(step, task), "val_loss": val, "boundary": is_boundary}
+        if spec.alignment:  # the fields mer.grad_alignment writes
+            record.update(grad_cosine={t: true_cosine(spec) for t in TASKS[:task]},
+                          grad_cosine_mean=true_cosine(spec) if task else None,
+                          grad_norm={t: 1.0 for t in TASKS[: task + 1]})
+        lines.append(record)
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
 
     done = spec.status == "completed"
@@ -179,6 +192,11 @@ def write_run(root: Path, spec: Spec) -> Path:
         spans = {t: np.arange(j, j + EVAL_TOKENS) for j, t in enumerate(TASKS)}
         fingerprint = eval_fingerprint("synthetic-tokenizer", spec.eval_context, spec.eval_context, spans)
         summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
+    if spec.commit is not None:  # the fields mer.provenance writes
+        attempt = {"git_commit": spec.commit, "git_dirty": False, "mer_version": "0.1.0",
+                   "command": f"python -m mer.run alpha={spec.alpha} seed={spec.seed}", "cwd": "/tmp",
+                   "host": "synthetic", "started_at": "2026-01-01T00:00:00+00:00"}
+        summary["provenance"] = {**attempt, "attempts": [attempt]}
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 

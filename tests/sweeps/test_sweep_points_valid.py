@@ -94,3 +94,14 @@ def test_ladder_presets_share_one_budget_and_seq_len():
         assert len({c.model.seq_len for c in configs}) == 1
         assert len({(c.data.tokenizer.vocab_size, c.data.tokenizer.path) for c in configs}) == 1
     assert Path(REPO / "conf" / "experiment" / "cpu_paper.yaml").exists()
+
+
+def test_gradient_alignment_is_on_where_it_is_affordable():
+    """eval.grad_alignment (docs/benchmarks.md): on in cpu_paper (and the sweeps built on it) and replay_vs_scale,
+    off in replay_vs_scale_quick (its cost) and replay_vs_scale_paper (run with parallel=fsdp, which refuses it)."""
+    expected = {"paper_grid": True, "optuna_mer": True, "optuna_mer_pareto": True, "replay_vs_scale": True,
+                "replay_vs_scale_quick": False, "replay_vs_scale_paper": False}
+    assert set(expected) == set(PRESETS)
+    for preset, on in expected.items():
+        assert run_config([f"+sweep={preset}"]).eval.grad_alignment is on, preset
+    assert run_config(["+experiment=cpu_paper"]).eval.grad_alignment and not run_config([]).eval.grad_alignment
