@@ -43,8 +43,9 @@ VOLATILE_FIELDS = (
     "data_wait_s",   # seconds spent getting batches since THIS process started: restarts at 0 on a resume
     "mfu",           # FLOPs over elapsed time since the previous train line: a timing
 )
-# summary.json: `wall_time_s` is the run's summed wall time (a timing); everything else must be equal.
-VOLATILE_SUMMARY_FIELDS = ("wall_time_s",)
+# summary.json: everything must be equal but `wall_time_s`, the run's summed wall time (a timing), and
+# `provenance`, which lists each attempt (start time, command, host): an interrupted run has more attempts.
+VOLATILE_SUMMARY_FIELDS = ("wall_time_s", "provenance")
 
 
 def command(config: list[str], runs_dir: Path, data_dir: Path) -> list[str]:
