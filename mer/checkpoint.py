@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from mer.atomic_write import publish_directory
+
 STATE_FILE = "state.pt"
 
 
@@ -38,11 +40,7 @@ def write_state(directory: Path, state: dict[str, Any]) -> None:
 def commit_checkpoint(run_dir: Path) -> Path:
     """Publish `checkpoint.tmp/` as `checkpoint/`; at every moment one complete checkpoint exists."""
     final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.rename(final, old)
-    os.rename(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    publish_directory(tmp, final, old=old)  # flushes every file (the FSDP shards too) before the renames
     return final
 
 

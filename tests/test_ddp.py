@@ -164,7 +164,7 @@ def test_interrupted_two_process_run_resumes_to_the_same_losses(small_bible, tmp
     assert "stopped by signal on another rank at step 7" in output, output[-4000:]
     run_dir = tmp_path / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "running" and "signal" in summary["error"]
+    assert summary["status"] == "stopped" and "signal" in summary["error"]
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=True)
     assert state["position"]["step"] == 7 and state["world_size"] == 2
 
@@ -262,7 +262,7 @@ def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     summary = json.loads((tmp_path / "runs" / "sig" / "summary.json").read_text())
-    assert summary["status"] == "running" and "stopped by signal 15" in summary["error"], err[-3000:]
+    assert summary["status"] == "stopped" and "stopped by signal 15" in summary["error"], err[-3000:]
     resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from checkpoint at step" in resumed.stdout + resumed.stderr

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from mer.atomic_write import publish_directory
+
 
 @contextmanager
 def atomic_directory(final: Path, timeout_s: float = 6 * 3600) -> Iterator[Path | None]:
@@ -37,7 +39,7 @@ def atomic_directory(final: Path, timeout_s: float = 6 * 3600) -> Iterator[Path 
         staging.mkdir()
         try:
             yield staging
-            os.rename(staging, final)
+            publish_directory(staging, final)  # flushed, then renamed: complete even after a power cut
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,48 @@
+"""Stop signals that arrive while a run starts: preparing data, building the model, the first evaluation.
+
+The trainer handles SIGTERM and SIGUSR1 itself once training runs (finish the step, checkpoint, stop), but
+before that there is nothing to checkpoint, and the default action would kill the process without a word,
+leaving summary.json at `running`. Inside `stop_on_signals()` the first SIGTERM, SIGUSR1 or SIGINT raises
+`StopSignal` at once, so the run records `stopped` on its way out (`mer.runner`); a later one is ignored
+while that is written. The handlers the block found are restored when it ends (a multirun runs several
+jobs in one process).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mer.run_status import StopSignal
+
+log = logging.getLogger(__name__)
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    raised = False
+
+    def handler(signum, frame):
+        nonlocal raised
+        if raised:  # the run is already on its way out, writing its status: let it finish
+            return
+        raised = True
+        raise StopSignal(signum)
+
+    previous = {}
+    if sys.platform != "win32":
+        try:
+            for name in STOP_SIGNALS:
+                number = getattr(signal, name)
+                previous[number] = signal.signal(number, handler)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            log.warning("not in the main thread: a stop signal during start-up will not record the status")
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
