@@ -60,7 +60,7 @@ def holder_record() -> dict[str, Any]:
     """Who holds the lock: host, pid, start time (UTC) and the command line."""
     return {"host": socket.gethostname(), "pid": os.getpid(),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": shlex.join([os.path.basename(sys.executable), *sys.argv])}
+            "command": shlex.join([os.path.basename(sys.executable), *sys.orig_argv[1:]])}  # as typed: -m mer.run ...
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
