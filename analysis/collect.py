@@ -77,7 +77,8 @@ def collect(paths: Iterable[str | Path], *, progress: bool = True) -> Collection
     problems: list[str] = []
     if not dirs:
         problems.append(
-            "no runs found: no folder under the given paths has metrics.jsonl (or a config and summary.json); "
+            "no runs found: no folder under the given paths has metrics.jsonl (or config.yaml / config.json and "
+            "summary.json); "
             "pass the sweep folder(s) that hold the run directories (globs are allowed)"
         )
         return Collection(pd.DataFrame(), pd.DataFrame(), problems)

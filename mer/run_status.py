@@ -49,7 +49,7 @@ def effective_status(run_dir: Path, summary: dict[str, Any] | None) -> str:
     record = read_record(run_dir)
     if record and record.get("status") in WRITTEN_STATUSES:  # summary.json could not be written (a full disk)
         status = record["status"]
-    if status == RUNNING or (status is None and (run_dir / "metrics.jsonl").exists()):
+    if status == RUNNING:
         return INTERRUPTED
     return status or "unknown"
 
