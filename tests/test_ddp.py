@@ -239,6 +239,23 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_traini
 
 
 @pytest.mark.slow
+def test_a_run_directory_owned_by_another_process_stops_every_rank(small_bible, tmp_path):
+    """Rank 0 takes the run directory's lock (mer.run_lock); refused, it stops, and rank 1 with it (no hang)."""
+    from test_run_dir_lock import hold_lock
+
+    holder = hold_lock(tmp_path / "run")
+    try:
+        before = sorted(p.name for p in (tmp_path / "run").iterdir())
+        result = _torchrun(Path(small_bible[0].data_dir), tmp_path)
+        assert result.returncode != 0
+        assert f"is in use by pid {holder.pid}" in result.stderr and "rank 0 failed" in result.stderr
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
 def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(tmp_path):
     """As Slurm or a user stops a job: SIGTERM to torchrun and its workers, then the same command again."""
     import signal

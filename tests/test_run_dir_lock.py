@@ -150,3 +150,29 @@ def test_a_run_killed_by_sigkill_is_interrupted_and_the_next_launch_resumes_it(s
     assert read_summary(run_dir)["status"] == "completed"
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines))
+
+
+def test_a_file_system_without_locks_is_refused_unless_the_user_accepts_it(tmp_path, monkeypatch, caplog):
+    """flock failing with ENOLCK (NFS without its lock service) or ENOSYS (Lustre without -o flock): refused with
+    the fix; MER_UNLOCKED_RUN_DIRS=1 trains without the lock, saying so. The failing flock stands in for such a
+    file system, which this machine does not have."""
+    import errno
+    import fcntl
+
+    from mer.run_lock import UNLOCKED_ENV, RunDirLockUnsupported
+
+    real_flock = fcntl.flock
+
+    def no_locks(fd, operation):
+        if operation & fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.delenv(UNLOCKED_ENV, raising=False)
+    with pytest.raises(RunDirLockUnsupported, match=r"does not support file locks .*-o flock.*MER_UNLOCKED_RUN_DIRS=1"):
+        RunLock(tmp_path / "run").acquire()
+    monkeypatch.setenv(UNLOCKED_ENV, "1")
+    with RunLock(tmp_path / "run") as lock:
+        assert lock.fd is None
+    assert "training without the lock" in caplog.text
