@@ -1,9 +1,11 @@
 """One run from a validated config to a finished run directory (no Hydra here; `mer.run` calls it).
 
-Order: join the data-parallel job if launched as one -> resolve the run directory -> skip if
+Order: join the data-parallel job if launched as one -> resolve the run directory and take its lock
+(rank 0; `mer.run_lock`: a directory another live process owns is refused) -> skip if
 completed -> refuse a directory holding a different config (or a checkpoint of another world size)
 -> prepare data (cached; rank 0 first) and check budgets -> build the trainer -> fit (resuming if a
-checkpoint exists) -> write summary.json -> print the forgetting table.
+checkpoint exists) -> write summary.json -> print the forgetting table. However the run ends after the
+checks (an error, a signal even during start-up, a full disk), summary.json records it (`mer.run_status`).
 
 With several processes every rank reads the run directory, and only rank 0 writes it.
 """
@@ -165,12 +167,13 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
     # disk), summary.json says so (mer.run_status), on top of the previous summary until the trainer exists. A new
     # run that fails before it wrote anything leaves nothing (the lock takes its empty directory away again).
     status = StatusWriter(summary_path, lock, previous)
-    with stop_on_signals():
+    with stop_on_signals() as signals:
         try:
             return _train(cfg, run_name, resolved_config, dist, run_dir, previous, sharded, status)
         except BaseException as error:
             from mer.trainer import TrainingStopped
 
+            signals.hold()  # a second Ctrl-C must not cut the status write short
             status.record_end(error)  # raises DiskFull (one line) on a full disk
             if isinstance(error, (StopSignal, KeyboardInterrupt)):
                 raise TrainingStopped(how_it_ended(error)[1]) from None  # exit 143: stopped, run again to go on

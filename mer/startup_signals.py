@@ -22,15 +22,25 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
 
+class StopSignals:
+    """What `stop_on_signals()` yields: `hold()` once the run is on its way out, so that no signal interrupts the
+    writing of its final status (a signal is then only ignored)."""
+
+    def __init__(self) -> None:
+        self.holding = False
+
+    def hold(self) -> None:
+        self.holding = True
+
+
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    raised = False
+def stop_on_signals() -> Iterator[StopSignals]:
+    state = StopSignals()
 
     def handler(signum, frame):
-        nonlocal raised
-        if raised:  # the run is already on its way out, writing its status: let it finish
+        if state.holding:  # the run is already on its way out, writing its status: let it finish
             return
-        raised = True
+        state.hold()
         raise StopSignal(signum)
 
     previous = {}
@@ -42,7 +52,7 @@ def stop_on_signals() -> Iterator[None]:
         except ValueError:  # not the main thread: signals cannot be handled here
             log.warning("not in the main thread: a stop signal during start-up will not record the status")
     try:
-        yield
+        yield state
     finally:
         for number, old in previous.items():
             signal.signal(number, old)

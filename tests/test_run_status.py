@@ -18,7 +18,13 @@ import pytest
 from mer_testing import small_bible_cli_overrides, tiny_run_config
 
 from mer.atomic_write import DiskFull
-from mer.run_dir import RunLock, effective_error, effective_status, lock_is_held, read_summary
+from mer.run_dir import (
+    RunLock,
+    effective_error,
+    effective_status,
+    lock_is_held,
+    read_summary,
+)
 from mer.run_lock import read_record
 from mer.run_status import StatusWriter
 
@@ -89,7 +95,7 @@ def small_filesystem(tmp_path):
     mount_point = tmp_path / "small"
     mount_point.mkdir()
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", f"mer-test-{uuid.uuid4().hex[:6]}",
-                           str(mount_point)], capture_output=True, text=True)
+                           str(mount_point)], capture_output=True, text=True, check=False)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root and mount rights): {made.stderr.strip()}")
     try:
