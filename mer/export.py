@@ -144,11 +144,12 @@ def _final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
 def export_run(run_dir: Path, out: Path, after_task: str | None = None, dtype: str = "float32") -> Path:
     """Export the run in `run_dir` to `out` (module docstring); raises ExportError with the fix when it cannot."""
     from mer.model_card import model_card
-    from mer.run_dir import read_json
+    from mer.run_dir import read_config, read_summary
 
-    config, summary = read_json(run_dir / "config.json"), read_json(run_dir / "summary.json") or {}
+    read, summary = read_config(run_dir), read_summary(run_dir) or {}
+    config = read.config
     if config is None:
-        raise ExportError(f"{run_dir} is not a run directory (no config.json)")
+        raise ExportError(f"{run_dir} is not a run directory ({'; '.join(read.problems)})")
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype}: choose one of {list(DTYPES)}")
     tasks = summary.get("tasks") or [t["name"] for t in config["data"]["tasks"]]
