@@ -4,8 +4,10 @@ The trainer handles SIGTERM and SIGUSR1 itself once training runs (finish the st
 before that there is nothing to checkpoint, and the default action would kill the process without a word,
 leaving summary.json at `running`. Inside `stop_on_signals()` the first SIGTERM, SIGUSR1 or SIGINT raises
 `StopSignal` at once, so the run records `stopped` on its way out (`mer.runner`); a later one is ignored
-while that is written. The handlers the block found are restored when it ends (a multirun runs several
-jobs in one process).
+while that is written. Only signals left at their default action are taken: a handler installed by
+someone else (a sweep that stops after its current job) stays in charge. The handlers the block found are
+restored when it ends (a multirun runs several jobs in one process, and the trainer's handlers must not
+outlive its job).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def stop_on_signals() -> Iterator[StopSignals]:
         try:
             for name in STOP_SIGNALS:
                 number = getattr(signal, name)
-                previous[number] = signal.signal(number, handler)
+                # A handler someone else installed (a sweep that stops after the current job) stays in charge.
+                if signal.getsignal(number) in (signal.SIG_DFL, signal.default_int_handler):
+                    previous[number] = signal.signal(number, handler)
         except ValueError:  # not the main thread: signals cannot be handled here
             log.warning("not in the main thread: a stop signal during start-up will not record the status")
     try:

@@ -146,3 +146,23 @@ def test_a_run_that_fills_the_disk_ends_failed_with_one_line(small_bible, small_
     summary = read_summary(run_dir)
     assert effective_status(run_dir, summary) == "failed"
     assert not lock_is_held(run_dir)
+
+
+def test_start_up_signal_handling_leaves_other_handlers_in_charge_and_restores_the_defaults():
+    """Only signals at their default action raise StopSignal (a sweep's own handler keeps them); afterwards the
+    defaults are back, so a later job of a multirun starts as the first one did."""
+    from mer.run_status import StopSignal
+    from mer.startup_signals import stop_on_signals
+
+    seen = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(StopSignal, match=r"signal 15 \(SIGTERM\)"), stop_on_signals():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert seen == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
