@@ -33,8 +33,10 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def launch(args: list[str]) -> subprocess.Popen:
+    # SIGINT at its default action even where the test runs in the background (a shell then ignores it).
     return subprocess.Popen([sys.executable, "-m", "mer.run", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def cli_args(data_dir: Path, runs_dir: Path, **changed: str) -> list[str]:
