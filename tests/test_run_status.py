@@ -33,10 +33,14 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def launch(args: list[str]) -> subprocess.Popen:
-    # SIGINT at its default action even where the test runs in the background (a shell then ignores it).
-    return subprocess.Popen([sys.executable, "-m", "mer.run", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # The run gets SIGINT at its default action even where the tests run in the background (a shell then ignores
+    # SIGINT, and an ignored signal stays ignored in a child): a handled signal is reset to the default by exec.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "mer.run", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
 
 
 def cli_args(data_dir: Path, runs_dir: Path, **changed: str) -> list[str]:
