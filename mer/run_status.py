@@ -85,6 +85,7 @@ class StatusWriter:
         """`lock`: the run directory's lock this process holds (None on the ranks that do not write); `summary`:
         what summary.json holds now, None for a run that has not written anything yet (nothing to update)."""
         self.path, self.lock, self.summary = Path(path), lock, summary
+        self.recorded_in: Path | None = None  # where the last status went
 
     @property
     def enabled(self) -> bool:
@@ -100,8 +101,9 @@ class StatusWriter:
         except OSError as error:
             if not is_disk_full(error):
                 raise
-            self._write_fallback()
+            self.recorded_in = self.lock.path if self._write_fallback() else None
             raise DiskFull(self._disk_full_message()) from None
+        self.recorded_in = self.path
 
     def record_end(self, error: BaseException, wall_time_s: float | None = None) -> None:
         """Record that the run ended with `error` (stopped or failed); raises DiskFull if the disk is full."""
@@ -114,23 +116,29 @@ class StatusWriter:
         if is_disk_full(error):
             raise DiskFull(self._disk_full_message()) from None
 
-    def _write_fallback(self) -> None:
+    def _write_fallback(self) -> bool:
+        """The status into the lock file's record; False where that cannot be done either."""
         assert self.lock is not None
         if self.lock.fd is None:  # running without a lock (MER_UNLOCKED_RUN_DIRS): only stderr is left
-            return
+            return False
         try:
             self.lock.write_record({**self.lock.record, "status": self.summary.get("status"),
                                     "error": self.summary.get("error"),
                                     "status_written": datetime.now(UTC).isoformat(timespec="seconds")})
-            self.lock.keep_file = True
         except OSError:  # a copy-on-write file system needs new blocks even for this: stderr it is
-            pass
+            return False
+        self.lock.keep_file = True
+        return True
 
     def _disk_full_message(self) -> str:
         if self.summary is None:
             return (f"no space left on the device of {self.path.parent} (the run had written nothing yet); free space "
                     "there and run the same command again")
-        where = (f"recorded in {self.lock.path} since {self.path.name} could not be written"
-                 if self.lock is not None and self.lock.keep_file else f"recorded in {self.path}")
+        if self.recorded_in == self.path:
+            where = f"recorded in {self.path}"
+        elif self.recorded_in is not None:
+            where = f"recorded in {self.recorded_in} since {self.path.name} could not be written"
+        else:
+            where = f"NOT recorded, no file could be written: {self.summary.get('error')}"
         return (f"no space left on the device of {self.path.parent}: the run is {self.summary.get('status')} "
                 f"({where}); free space there and run the same command again to resume from the last checkpoint")
