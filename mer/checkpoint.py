@@ -57,5 +57,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        raise RuntimeError(f"checkpoint {path} cannot be read ({error}); delete {path.parent} to restart the run "
-                           "from scratch") from None
+        from mer.integrity import RunDirectoryDamaged, start_over_hint
+
+        raise RunDirectoryDamaged(f"checkpoint {path} cannot be read ({error}); "
+                                  f"{start_over_hint(path.parent.parent)}") from None

@@ -6,6 +6,7 @@ dataclasses (`to_dataclass`), whose `__post_init__` checks all run before any wo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -143,6 +144,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha < 1.0:
             raise ValueError(f"alpha={self.alpha} must be in [0, 1): it is the fraction of each batch that is replayed")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed={self.seed!r} must be an integer in [0, 2**63), e.g. seed=0")
         if self.k is not None and self.k < 0:
             raise ValueError(f"k={self.k} must be >= 0 (0 or null turns Reptile off)")
         if not 0.0 < self.eps <= 1.0:
@@ -155,6 +158,9 @@ class RunConfig:
                 f"alpha={self.alpha} with optim.batch_size={self.optim.batch_size} leaves "
                 f"round((1-alpha)*B)={self.n_new_per_step} new sequences per step; lower alpha or raise the batch size"
             )
+        if self.buffer.policy == "all" and self.buffer.capacity is not None:
+            raise ValueError(f"buffer.capacity={self.buffer.capacity} has no effect with buffer.policy=all (it keeps "
+                             "every block); use buffer=reservoir to cap the buffer, or drop buffer.capacity")
         if self.buffer.policy == "reservoir" and self.buffer.capacity < self.optim.batch_size - self.n_new_per_step:
             raise ValueError(f"buffer.capacity={self.buffer.capacity} is smaller than the "
                              f"{self.optim.batch_size - self.n_new_per_step} replayed sequences of one batch")
@@ -176,7 +182,7 @@ class RunConfig:
                      "reptile_reset_each_task", "export_each_task"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
-        if self.peak_flops is not None and not self.peak_flops > 0:
+        if self.peak_flops is not None and not 0 < self.peak_flops < math.inf:
             raise ValueError(f"peak_flops={self.peak_flops!r} must be > 0 (FLOP/s of one device, e.g. 989e12) or null")
         self.eval.windows(self.model.seq_len)  # refuses eval.context > model.seq_len before any work
         if self.model.init_from is not None:  # the model's tokenizer, unless given; refused if it does not fit
@@ -244,11 +250,21 @@ def register_configs() -> None:
     store.store(group="eval", name="base_eval", node=EvalConfig)
 
 
-def to_dataclass(cfg: Any, schema: type[T]) -> T:
-    """Turn a composed DictConfig into its dataclass, running every validation check."""
-    from omegaconf import OmegaConf
+def to_dataclass(cfg: Any, schema: type[T], prefix: str = "") -> T:
+    """Turn a composed DictConfig into its dataclass, running every validation check.
 
-    obj = OmegaConf.to_object(cfg)
+    Keys no field reads (a typo added with `+key=value`) are refused first (`mer.strict`); every refusal is a
+    ValueError whose message names the key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mer.strict import check_known_keys
+
+    check_known_keys(cfg, schema, prefix)  # prefix: where cfg sits in the composed config, for the message
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as error:  # e.g. a mandatory value left at ??? ; the message names the key
+        raise ValueError(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
     if not isinstance(obj, schema):
         raise TypeError(f"expected a {schema.__name__} config, got {type(obj).__name__}")
     return obj

@@ -127,7 +127,14 @@ def _final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
     checkpoint = find_checkpoint(run_dir)
     if checkpoint is None:
         raise ExportError(f"{run_dir} has no checkpoint: train the run first (python -m mer.run ...)")
-    state = load_checkpoint(checkpoint)
+    from mer.checkpoint_integrity import verify_checkpoint
+    from mer.integrity import RunDirectoryDamaged
+
+    try:
+        verify_checkpoint(checkpoint.parent)  # flipped bits would export silently wrong weights
+        state = load_checkpoint(checkpoint)
+    except RunDirectoryDamaged as error:
+        raise ExportError(str(error)) from None
     step = int(state["position"]["step"])
     if "model" in state:
         return state["model"], step

@@ -42,6 +42,7 @@ A tied embedding is counted once in the total.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -107,11 +108,11 @@ class ModelConfig:
                 f"model.n_kv_head={self.n_kv_head!r}: must be a positive divisor of n_head={self.n_head} "
                 f"(or null for full multi-head attention)"
             )
-        if not self.rope_theta > 0:
+        if not 0 < self.rope_theta < math.inf:
             raise ValueError(f"model.rope_theta={self.rope_theta!r}: must be > 0, e.g. 10000")
-        if not self.init_std > 0:
+        if not 0 < self.init_std < math.inf:
             raise ValueError(f"model.init_std={self.init_std!r}: must be > 0, e.g. 0.02")
-        if not self.norm_eps > 0:
+        if not 0 < self.norm_eps < math.inf:
             raise ValueError(f"model.norm_eps={self.norm_eps!r}: must be > 0, e.g. 1e-5")
 
     def _take_pretrained_shape(self) -> None:

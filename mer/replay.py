@@ -97,6 +97,10 @@ class BufferConfig:
                 f"buffer.capacity={self.capacity!r}: policy 'reservoir' needs a positive number of blocks, "
                 f"e.g. buffer.capacity=100000"
             )
+        if self.capacity is not None and (
+            not isinstance(self.capacity, int) or isinstance(self.capacity, bool) or self.capacity <= 0
+        ):
+            raise ValueError(f"buffer.capacity={self.capacity!r}: must be a positive number of blocks or null")
         if self.storage not in ("reference", "copy"):
             raise ValueError(f"buffer.storage={self.storage!r}: choose 'reference' or 'copy'")
 

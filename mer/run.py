@@ -24,9 +24,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mer import stop_request
 from mer.config import RunConfig, register_configs, to_dataclass
 from mer.refusal import RunRefused, record_refusal
 from mer.run_dir import run_name_from_overrides
+from mer.usage_errors import run_hydra_main
 from sweeps.plugins import register_hydra_plugins
 
 register_configs()
@@ -55,14 +57,18 @@ def main(cfg: DictConfig) -> dict:
     from mer.atomic_write import DiskFull
     from mer.data.corpus import DataError
     from mer.harness import HarnessError
+    from mer.integrity import RunDirectoryDamaged
     from mer.run_lock import RunDirLocked, RunDirLockUnsupported
     from mer.runner import RunConfigMismatch, run_training
     from mer.trainer import TrainingStopped
 
+    if stop_request.requested() is not None:  # the sweep was asked to stop before this job began: start nothing
+        log.error("not started: the sweep is stopping (signal %d)", stop_request.requested())
+        sys.exit(stop_request.STOPPED_BY_SIGNAL)
     try:
         return run_training(run_cfg, name, resolved)
-    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirLocked, RunDirLockUnsupported,
-            DiskFull) as error:
+    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged, RunDirLocked,
+            RunDirLockUnsupported, DiskFull) as error:
         log.error("%s", error)
         if isinstance(error, TrainingStopped) and "signal" in str(error):
             sys.exit(143)  # checkpointed: the launcher requeues, the sweep stops (resumed when launched again)
@@ -85,4 +91,4 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main, RunConfig)  # a bad override: one message, exit code 2 (mer.usage_errors)

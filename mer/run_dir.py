@@ -118,25 +118,48 @@ def read_config(run_dir: Path) -> ConfigRead:
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl; on resume it is cut back to what the checkpoint had seen."""
+    """Append-only metrics.jsonl; on resume it is cut back to what the checkpoint had seen, at a record
+    boundary it has verified (`mer.metrics_prefix`), never padded: a file that is shorter than, or differs
+    from, what the checkpoint saw is refused with the file named and a fix."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.path.touch(exist_ok=True)
+        self._tally = None  # MetricsTally of the file's bytes, from the first checkpoint_state() or truncate() on
 
     def size(self) -> int:
         return self.path.stat().st_size
 
-    def truncate(self, size: int) -> None:
-        # Lines written after the checkpoint would be written again by the resumed run: drop them.
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Bytes, records, sha256 and last record of the log now: stored in every checkpoint."""
+        from mer.metrics_prefix import tally_lines
+
+        if self._tally is None:  # read once; later lines are added as they are appended
+            self._tally = tally_lines(self.path, self.path.read_bytes())
+        return self._tally.state()
+
+    def truncate(self, state: dict[str, Any] | int) -> None:
+        """Cut the lines written after the checkpoint (the resumed run writes them again), once the part the
+        checkpoint saw (`state`: its `checkpoint_state()`, or a bare byte count from an older checkpoint) is
+        verified to be there, intact."""
+        from mer.metrics_prefix import verify_prefix
+
+        state = {"bytes": state} if isinstance(state, int) else state
+        self._tally = verify_prefix(self.path, state)
         with open(self.path, "r+b") as handle:
-            handle.truncate(size)
+            handle.truncate(self._tally.bytes)
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        line = (json.dumps(record) + "\n").encode()
+        with open(self.path, "ab") as handle:
+            handle.write(line)
             handle.flush()
+        if self._tally is not None:
+            self._tally.add(line, record)
 
     def records(self) -> list[dict[str, Any]]:
-        with open(self.path) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        from mer.metrics_prefix import tally_lines
+
+        data = self.path.read_bytes()
+        tally_lines(self.path, data)  # names the file and line of a damaged record
+        return [json.loads(line) for line in data.splitlines() if line.strip()]

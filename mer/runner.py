@@ -30,6 +30,8 @@ from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
 from mer.evaluation import eval_fingerprint, fingerprint_id
 from mer.export import exported_models
+from mer.integrity import start_over_hint
+from mer.resume_check import check_run_directory
 from mer.run_dir import (
     CONFIG_JSON,
     CONFIG_YAML,
@@ -161,6 +163,9 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
         was, now = ("fsdp", "ddp") if previous["sharded"] else ("ddp", "fsdp")
         raise RunConfigMismatch(f"{run_dir} holds a checkpoint written with parallel={was}, this job uses "
                                 f"parallel={now}; resume with parallel={was}")
+    # Checkpoint files against their sha256s, metrics.jsonl against the checkpoint, before any work (rank 0; the
+    # others stop too if it refuses): mer.resume_check.
+    dist.main_first(lambda: check_run_directory(run_dir) if dist.is_main else None)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
     # From here on the run is this process's: however it ends (an error, a signal even during start-up, a full
@@ -217,7 +222,8 @@ def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist:
     summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
-                        f"gives {prepared.tokenizer_hash}; the shards changed. Delete {run_dir} to start over")
+                        f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "
+                        f"with, or {start_over_hint(run_dir)}")
     if dist.is_main:
         status.summary = summary
     status.write()

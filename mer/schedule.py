@@ -55,17 +55,17 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):  # OmegaConf hands tuples over as lists
             self.betas = tuple(self.betas)
-        if not self.lr > 0:
+        if not 0 < self.lr < math.inf:
             raise ValueError(f"optim.lr={self.lr!r}: must be > 0, e.g. 3e-4")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"optim.min_lr={self.min_lr!r}: must be in [0, lr={self.lr}], e.g. lr/10")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"optim.betas={self.betas!r}: need two values in [0, 1), e.g. [0.9, 0.95]")
-        if not self.adam_eps > 0:
+        if not 0 < self.adam_eps < math.inf:
             raise ValueError(f"optim.adam_eps={self.adam_eps!r}: must be > 0, e.g. 1e-8")
-        if not self.weight_decay >= 0:
+        if not 0 <= self.weight_decay < math.inf:
             raise ValueError(f"optim.weight_decay={self.weight_decay!r}: must be >= 0, e.g. 0.1")
-        if not self.grad_clip >= 0:
+        if not 0 <= self.grad_clip < math.inf:
             raise ValueError(f"optim.grad_clip={self.grad_clip!r}: must be >= 0 (0 disables clipping)")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"optim.warmup_fraction={self.warmup_fraction!r}: must be in [0, 1), e.g. 0.01")

@@ -93,8 +93,10 @@ def load_sharded(directory: Path, model, optimizer, anchor: list[torch.Tensor], 
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     if not (directory / ".metadata").is_file():
-        raise RuntimeError(f"{directory} is not a complete sharded checkpoint (no .metadata); delete "
-                           f"{directory.parent} to restart the run from scratch")
+        from mer.integrity import RunDirectoryDamaged, start_over_hint
+
+        raise RunDirectoryDamaged(f"{directory} is not a complete sharded checkpoint (no .metadata); "
+                                  f"{start_over_hint(directory.parent.parent)}")
     state = _sharded_state(model, optimizer, anchor, rank)
     dcp.load(state, checkpoint_id=str(directory))  # in place: the anchor tensors are filled directly
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])

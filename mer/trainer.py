@@ -37,7 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mer import stop_request
 from mer.checkpoint import begin_checkpoint, commit_checkpoint, find_checkpoint, load_checkpoint, write_state
+from mer.checkpoint_integrity import write_manifest
 from mer.config import RunConfig
 from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
@@ -211,6 +213,7 @@ class Trainer:
             "data": self.sequence.state_dict(), "flops": self.flops.state_dict(),
             "position": self.position.state_dict(), "rng": _rng_state(),
             "metrics_bytes": self.metrics.size() if self.metrics is not None else 0,
+            "metrics": self.metrics.checkpoint_state() if self.metrics is not None else None,
             "world_size": self.dist.world_size,
         }
 
@@ -237,8 +240,10 @@ class Trainer:
         self.flops.load_state_dict(state["flops"])
         self.position.load_state_dict(state["position"])
         _set_rng_state(state["rng"])
-        if self.metrics is not None:
-            self.metrics.truncate(int(state["metrics_bytes"]))
+        if self.position.step > 0:  # the LR of the last step done: a boundary evaluation right after resuming logs it
+            self._last_lr = lr_at(self.position.step - 1, self.task_steps, self.cfg.optim)
+        if self.metrics is not None:  # verified, then cut at a record boundary (older checkpoints: the length only)
+            self.metrics.truncate(state.get("metrics") or int(state["metrics_bytes"]))
 
     def save(self) -> None:
         """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it.
@@ -253,7 +258,10 @@ class Trainer:
             save_sharded(tmp / SHARDED_DIR, self.model, self.optimizer, self.reptile.anchor, dist.rank)
             dist.barrier()  # every rank's shards are written
         if dist.is_main:
-            write_state(tmp, self.state_dict())
+            state = self.state_dict()
+            write_state(tmp, state)
+            # Last file in, before the rename that publishes the checkpoint: every file's sha256 (verified on resume).
+            write_manifest(tmp, state["metrics"], self.position.step)
             commit_checkpoint(self.run_dir)
         dist.barrier()
         self.overhead_s += time.perf_counter() - started
@@ -296,7 +304,8 @@ class Trainer:
                     # step and none waits for the others for ever. A later signal is seen in the next step.
                     if self._stop_agreed:
                         self.save()
-                        which = self._stop_signal if self._stop_signal is not None else "on another rank"
+                        which = next((s for s in (self._stop_signal, stop_request.requested()) if s is not None),
+                                     "on another rank")
                         raise TrainingStopped(f"stopped by signal {which} at step {pos.step}; checkpoint saved, "
                                               "run the same command again to resume")
                     if pos.step % cfg.checkpoint_every == 0:
@@ -367,7 +376,7 @@ class Trainer:
         # ranks stop together) and whether any rank has a stop signal (so that all stop after the same step).
         reduced = torch.zeros(2, dtype=torch.float64, device=self.device)
         reduced[0] = loss_sum
-        if self._stop_signal is not None:
+        if self._stop_signal is not None or stop_request.requested() is not None:  # this run's, or its sweep's
             reduced[1] = 1.0  # a fill on the device: no host-to-device copy that would wait for the GPU
         loss_total, stops = dist.sum(reduced).tolist()
         total_loss, self._stop_agreed = loss_total / dist.world_size, stops > 0
@@ -495,6 +504,7 @@ class Trainer:
         # current step, checkpoint, stop. Only possible from the main thread.
         def handler(signum, frame):
             self._stop_signal = signum
+            stop_request.request(signum)  # in a sweep: no later job starts, even if this one ends without a stop
 
         if sys.platform != "win32":
             try:

@@ -183,3 +183,21 @@ def test_a_file_system_without_locks_is_refused_unless_the_user_accepts_it(tmp_p
     with RunLock(tmp_path / "run") as lock:
         assert lock.fd is None
     assert "training without the lock" in caplog.text
+
+
+def test_starting_over_is_refused_while_a_live_run_owns_the_directory(tmp_path):
+    from mer.start_over import start_over
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "metrics.jsonl").write_text('{"event": "eval", "step": 0}\n')
+    holder = hold_lock(run_dir)
+    try:
+        with pytest.raises(RunDirLocked, match=f"in use by pid {holder.pid}"):
+            start_over(run_dir)
+        assert (run_dir / "metrics.jsonl").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert start_over(run_dir) and not (run_dir / "metrics.jsonl").exists()

@@ -57,7 +57,7 @@ def test_truncated_shard_is_detected(small_bible, tmp_path):
     shutil.copytree(prepared.shards[0].directory, copy)
     with open(copy / "train.bin", "r+b") as handle:
         handle.truncate(100)
-    with pytest.raises(DataError, match="train.bin is missing or has the wrong size.*prepare again"):
+    with pytest.raises(DataError, match="train.bin is missing or has the wrong size.*rm -r .*run the same command again"):
         load_shards(copy)
 
 

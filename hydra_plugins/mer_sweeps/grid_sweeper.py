@@ -9,29 +9,43 @@ failed with the last line of the error (sweeps/sweep_table.py). The table is sav
 `<sweep dir>/sweep_table.txt` and `.json`; the sweep then ends with an error naming how many points did not
 complete, so a script or CI sees a non-zero exit code, or with exit code 0 if all completed.
 
-A job stopped by a signal (exit code 143: it checkpointed, the launcher or Slurm requeues it) still ends the
-sweep at once, as with the other sweepers: launched again, it resumes.
+A job stopped by a signal (exit code 143: it checkpointed, the launcher or Slurm requeues it) ends the sweep at
+once, as with the other sweepers: launched again, it resumes. SIGTERM or SIGINT to the sweep itself does the same
+(`mer.stop_request`): the running job checkpoints after its step, no later job starts, exit code 143.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
-log = logging.getLogger(__name__)
+from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
 
-STOPPED_BY_SIGNAL = 143
+log = logging.getLogger(__name__)
 
 
 class SweepIncomplete(CompactHydraException):
     """Some points did not complete (Hydra prints only this message, not a traceback of the sweeper)."""
+
+
+def stop_sweep(stop: SystemExit, sweep_dir: Path) -> None:
+    """End the sweep after a job exited with `stop.code`: a signal (143) gets one message saying how to resume."""
+    if stop.code == STOPPED_BY_SIGNAL:
+        signum = requested()
+        print(f"sweep stopped by {'signal ' + str(signum) if signum is not None else 'a signal'}: a job that was "
+              f"training saved a checkpoint, no later job was started. Run the same command again to resume "
+              f"(completed points are skipped, the stopped one resumes); sweep dir {sweep_dir}",
+              file=sys.stderr, flush=True)
+    raise stop
 
 
 def _last_line(text: str) -> str:
@@ -66,11 +80,18 @@ class MerGridSweeper(BasicSweeper):
 
         jobs: list[list[str]] = []
         results: list[JobReturn | BaseException] = []
-        while not self.is_done():
-            batch = self.get_job_batch()
-            self.validate_batch_is_legal(batch)  # a typo in a key stops the sweep before any job runs
-            results.extend(self._launch(batch, initial_job_idx=len(jobs)))
-            jobs.extend(list(job) for job in batch)
+        # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.stop_request); in-process jobs only
+        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
+            while not self.is_done():
+                batch = self.get_job_batch()
+                self.validate_batch_is_legal(batch)  # a typo in a key stops the sweep before any job runs
+                try:
+                    results.extend(self._launch(batch, initial_job_idx=len(jobs)))
+                except SystemExit as stop:
+                    stop_sweep(stop, sweep_dir)
+                jobs.extend(list(job) for job in batch)
+                if requested() is not None and not self.is_done():  # the last job ended before it saw the signal
+                    stop_sweep(SystemExit(STOPPED_BY_SIGNAL), sweep_dir)
         self.report(sweep_dir, jobs, results)
         return [[r for r in results if isinstance(r, JobReturn)]]
 

@@ -18,18 +18,26 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mer.atomic_write import write_text
+from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
+from mer.usage_errors import UsageError
 
+from .grid_sweeper import stop_sweep
 from .search_space import SearchSpace, parse_search_space
 
 log = logging.getLogger(__name__)
 
 _DIRECTIONS = ("minimize", "maximize")
+
+
+class StorageError(UsageError):
+    """hydra.sweeper.storage cannot be opened (a config error: one message, exit code 2)."""
 
 
 class TrialFailed(Exception):
@@ -95,6 +103,24 @@ class MerOptunaSweeper(Sweeper):
         if "://" not in spec:
             raise ValueError(f"hydra.sweeper.storage={spec!r}: use null, sqlite, journal, journal:<path> or a URL")
         return optuna.storages.RDBStorage(spec) if not spec.startswith("sqlite") else spec
+
+    def _open_study(self, sampler: Any) -> Any:
+        """Create or load the study; a storage that cannot be opened raises StorageError naming the setting."""
+        import optuna
+
+        if self.storage_spec in (None, "", "sqlite"):
+            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return optuna.create_study(study_name=self.study_name, storage=self._storage(), sampler=sampler,
+                                       directions=self.directions, load_if_exists=True)
+        except ValueError as error:
+            raise StorageError(str(error)) from error
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy, a missing database driver, the file system
+            reason = (str(error).strip().splitlines() or [""])[0][:300]
+            raise StorageError(
+                f"hydra.sweeper.storage={self.storage_spec!r}: cannot open the Optuna storage "
+                f"({type(error).__name__}: {reason}); use null (sqlite in the sweep dir), journal, journal:<path> "
+                "in a writable folder, or a database URL that is reachable with its driver installed") from error
 
     def _sampler(self, space: SearchSpace) -> Any:
         from hydra.utils import instantiate
@@ -186,13 +212,10 @@ class MerOptunaSweeper(Sweeper):
         if not space.distributions:
             raise ValueError("the Optuna sweeper has nothing to search: give hydra.sweeper.params or sweeps like "
                              "alpha='interval(0,0.5)' on the command line")
+        sampler = self._sampler(space)
+        study = self._open_study(sampler)  # a storage that cannot be opened is refused before anything is written
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-
-        sampler = self._sampler(space)
-        storage = self._storage()
-        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
-                                    directions=self.directions, load_if_exists=True)
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in self.directions]:
             raise ValueError(f"study {self.study_name!r} in the storage has directions {study.directions}, "
                              f"this sweep asks for {self.directions}; use another study_name")
@@ -208,30 +231,38 @@ class MerOptunaSweeper(Sweeper):
         log.info("study %r (%s): %d of %d trials done; search space %s, fixed %s", self.study_name,
                  self.storage_spec or "sqlite", self._done(study), n_trials,
                  {k: str(v) for k, v in space.distributions.items()}, space.fixed)
-        while (remaining := n_trials - self._done(study)) > 0:
-            trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
-            batch = []
-            for trial in trials:
-                overrides = space.overrides(trial.params)
-                batch.append(overrides)
-                trial.set_user_attr("overrides", overrides)
-                trial.set_user_attr("job_idx", self.job_idx + len(batch) - 1)
-                run_dir = self._run_dir(overrides)
-                if run_dir is not None:
-                    trial.set_user_attr("run_dir", run_dir)
-            for trial, job_return in zip(trials, self._launch(batch)):
+        # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.stop_request); in-process jobs
+        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
+            while (remaining := n_trials - self._done(study)) > 0:
+                trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
+                batch = []
+                for trial in trials:
+                    overrides = space.overrides(trial.params)
+                    batch.append(overrides)
+                    trial.set_user_attr("overrides", overrides)
+                    trial.set_user_attr("job_idx", self.job_idx + len(batch) - 1)
+                    run_dir = self._run_dir(overrides)
+                    if run_dir is not None:
+                        trial.set_user_attr("run_dir", run_dir)
                 try:
-                    if isinstance(job_return, BaseException):
-                        raise TrialFailed(f"the launcher failed: {type(job_return).__name__}: {job_return}")
-                    values = self._objective_values(job_return)
-                except TrialFailed as failure:
-                    trial.set_user_attr("fail_reason", str(failure))
-                    _tell(study, trial, state=TrialState.FAIL)
-                    log.warning("trial %d failed: %s", trial.number, failure)
-                    continue
-                _tell(study, trial, values if len(values) > 1 else values[0])
-                log.info("trial %d: %s -> %s", trial.number, trial.params, values)
-            self.write_results(study)
+                    returns = self._launch(batch)
+                except SystemExit as stop:
+                    stop_sweep(stop, self.sweep_dir)  # its trials stay RUNNING and are asked again on resume
+                for trial, job_return in zip(trials, returns):
+                    try:
+                        if isinstance(job_return, BaseException):
+                            raise TrialFailed(f"the launcher failed: {type(job_return).__name__}: {job_return}")
+                        values = self._objective_values(job_return)
+                    except TrialFailed as failure:
+                        trial.set_user_attr("fail_reason", str(failure))
+                        _tell(study, trial, state=TrialState.FAIL)
+                        log.warning("trial %d failed: %s", trial.number, failure)
+                        continue
+                    _tell(study, trial, values if len(values) > 1 else values[0])
+                    log.info("trial %d: %s -> %s", trial.number, trial.params, values)
+                self.write_results(study)
+                if requested() is not None and n_trials - self._done(study) > 0:  # a trial ended before the signal
+                    stop_sweep(SystemExit(STOPPED_BY_SIGNAL), self.sweep_dir)
         self.write_results(study)
         return study
 

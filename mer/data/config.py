@@ -82,9 +82,9 @@ class TokenizerConfig:
     """A pair must occur this often to be merged."""
 
     def __post_init__(self) -> None:
-        if self.path is None and not 256 + 1 <= self.vocab_size <= 2**32:
+        if not 256 + 1 <= self.vocab_size <= 2**32:
             raise ValueError(f"data.tokenizer.vocab_size={self.vocab_size} must be at least 257 "
-                             "(256 byte tokens plus the end-of-text token)")
+                             "(256 byte tokens plus the end-of-text token) and at most 2**32")
         if self.train_chars_per_task < 10_000:
             raise ValueError(f"data.tokenizer.train_chars_per_task={self.train_chars_per_task} is too small "
                              "to learn merges; use at least 10000")

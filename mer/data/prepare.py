@@ -15,13 +15,20 @@ from mer.config import register_configs, to_dataclass
 from mer.data.config import DataConfig
 from mer.data.corpus import DataError
 from mer.data.pipeline import format_table, prepare_data
+from mer.usage_errors import run_hydra_main, usage_exit
 
 register_configs()
 
 
 @hydra.main(config_path="pkg://mer.conf", config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    data_cfg = to_dataclass(cfg.data, DataConfig)
+    try:
+        unknown = sorted(set(cfg) - {"data"})  # `+key=value` at the top: prepare reads only the data group
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}: python -m mer.data.prepare reads only data.*")
+        data_cfg = to_dataclass(cfg.data, DataConfig, prefix="data.")
+    except ValueError as error:
+        usage_exit(str(error))
     try:
         prepared = prepare_data(data_cfg)
     except DataError as error:
@@ -32,4 +39,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main, DataConfig, prefix="data.")  # a bad override: one message, exit code 2

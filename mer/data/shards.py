@@ -20,6 +20,7 @@ import numpy as np
 
 from mer.data.atomic import atomic_directory
 from mer.data.corpus import DataError, TaskCorpus
+from mer.data.shard_check import rebuild_hint, verify_shard_files
 
 SHARD_FORMAT = 1
 SPLITS = ("train", "val")
@@ -68,6 +69,7 @@ def write_split(documents: Iterable[str], tokenizer, path: Path, dtype: np.dtype
     eos = tokenizer.eos_token_id
     digest = hashlib.sha256()
     n_tokens = n_documents = n_chars = 0
+    largest = -1
     with open(path, "wb") as handle:
         for batch in _batches(documents, 256):
             # The Rust tokenizer encodes a batch on all cores.
@@ -79,13 +81,15 @@ def write_split(documents: Iterable[str], tokenizer, path: Path, dtype: np.dtype
             )
             if flat.size and flat.max() >= np.iinfo(dtype).max + 1:
                 raise DataError(f"token id {int(flat.max())} does not fit {dtype}; this is a bug in dtype selection")
+            largest = max(largest, int(flat.max())) if flat.size else largest
             chunk = flat.astype(dtype).tobytes()
             handle.write(chunk)
             digest.update(chunk)
             n_tokens += flat.size
             n_documents += len(batch)
             n_chars += sum(len(d) for d in batch)
-    return {"tokens": n_tokens, "documents": n_documents, "characters": n_chars, "sha256": digest.hexdigest()}
+    return {"tokens": n_tokens, "documents": n_documents, "characters": n_chars, "sha256": digest.hexdigest(),
+            "max_token_id": largest}
 
 
 def shard_directory(data_dir: Path, tokenizer_hash: str, corpus: TaskCorpus) -> Path:
@@ -104,6 +108,10 @@ def prepare_shards(
             splits = {}
             for split, documents in (("train", corpus.train_documents()), ("val", corpus.val_documents())):
                 splits[split] = write_split(documents, tokenizer, staging / f"{split}.bin", dtype)
+                if splits[split]["max_token_id"] >= len(tokenizer):  # checked here, recorded, checked at every start
+                    raise DataError(f"task {corpus.name!r}: the tokenizer produced id {splits[split]['max_token_id']} "
+                                    f"but has {len(tokenizer)} tokens: its files are inconsistent (a damaged "
+                                    "tokenizer.json?); give an intact tokenizer")
                 if splits[split]["tokens"] == 0:
                     raise DataError(f"task {corpus.name!r}: the {split} split is empty ({corpus.description}); "
                                     "give more text or fix the paths")
@@ -128,22 +136,25 @@ def prepare_shards(
 
 
 def load_shards(directory: Path) -> ShardInfo:
-    """Open a prepared shard directory, checking the files match the manifest."""
+    """Open a prepared shard directory, checking the files match the manifest: sizes, sha256 and token ids
+    (`mer.data.shard_check`, which reads a file again only when it changed since it was last verified)."""
     manifest_path = directory / "manifest.json"
     if not manifest_path.is_file():
-        raise DataError(f"{directory} has no manifest.json: not a prepared shard directory; "
-                        "run `python -m mer.data.prepare` again")
+        # A folder appears under its final name only once complete (mer.data.atomic): this one lost its manifest.
+        raise DataError(f"{directory} has no manifest.json, so its shards cannot be checked; "
+                        f"{rebuild_hint(directory, None)}")
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
-        raise DataError(f"{manifest_path} is corrupt ({error.msg}); delete {directory} and prepare again") from None
+        raise DataError(f"{manifest_path} is corrupt ({error.msg}); {rebuild_hint(directory, None)}") from None
     info = ShardInfo(name=manifest["task"], directory=directory, manifest=manifest)
     for split in SPLITS:
         path = info.path(split)
         expected = info.n_tokens(split) * info.dtype.itemsize
         if not path.is_file() or path.stat().st_size != expected:
             raise DataError(f"{path} is missing or has the wrong size (expected {expected} bytes); "
-                            f"delete {directory} and prepare again")
+                            f"{rebuild_hint(directory, manifest)}")
+    verify_shard_files(directory, manifest, {split: info.path(split) for split in SPLITS}, info.dtype)
     return info
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from mer.data.atomic import atomic_directory
 from mer.data.config import TokenizerConfig
 from mer.data.corpus import DataError, TaskCorpus
+from mer.data.tokenizer_check import check_user_tokenizer, record_tokenizer_files, verify_cached_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,15 @@ def prepare_tokenizer(corpora: Sequence[TaskCorpus], cfg: TokenizerConfig, data_
     digest = tokenizer_hash(corpora, cfg)
     if cfg.path is not None:
         directory = Path(cfg.path).expanduser()
+        check_user_tokenizer(directory)
     else:
         directory = data_dir / "tokenizers" / digest
         with atomic_directory(directory) as staging:
             if staging is not None:
                 log.info("training a %d-token byte-level BPE on %d task(s)", cfg.vocab_size, len(corpora))
                 train_bpe(corpora, cfg, staging)
+                record_tokenizer_files(staging)  # inside the staging folder: published with the files it describes
+        verify_cached_tokenizer(directory)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except Exception as error:  # transformers raises OSError/ValueError/... depending on what is missing

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import json
+import zlib
 from itertools import islice
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -93,6 +94,9 @@ def _documents_in_file(path: Path, text_field: str, encoding: str, errors: str, 
             f"{path}: bytes at offset {error.start} are not valid {encoding}; convert the file to UTF-8, "
             f"set the task's encoding, or set decode_errors=replace to replace bad bytes"
         ) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # a cut or damaged .gz file
+        raise DataError(f"{path}: cannot decompress ({error}); the file is damaged or incomplete, copy it "
+                        "again or remove it from the task's files") from None
 
 
 def _split_text(handle: io.TextIOBase, split: str) -> Iterator[str]:
