@@ -27,7 +27,7 @@ def record_refusal(run_dir: Path, run_name: str, reason: str) -> bool:
     live process owns touched (its lock is held, `mer.run_lock`); the check and the write happen under the lock."""
     summary_path = Path(run_dir) / SUMMARY_FILE
     try:
-        with RunLock(run_dir, remove_file=True):
+        with RunLock(run_dir):
             previous = read_json(summary_path)
             if summary_path.exists() and (previous is None or previous.get("status") != REFUSED):
                 return False

@@ -106,14 +106,12 @@ def lock_is_held(run_dir: Path) -> bool:
 class RunLock:
     """`with RunLock(run_dir):` owns the run directory for the block (module docstring)."""
 
-    def __init__(self, run_dir: Path, wait_s: float = 2.0, remove_file: bool = False) -> None:
-        """`remove_file`: delete the lock file when releasing (for a short owner that leaves no other trace)."""
+    def __init__(self, run_dir: Path, wait_s: float = 2.0) -> None:
         self.run_dir, self.path, self.wait_s = Path(run_dir), Path(run_dir) / LOCK_FILE, wait_s
-        self.remove_file = remove_file
         self.fd: int | None = None
         self.record: dict[str, Any] = {}  # what the lock file says now
         self.keep_file = False  # the lock file holds a status (a full disk): keep it when releasing
-        self._created_dir = self._file_existed = False
+        self._created_dir = False
 
     def __enter__(self) -> Self:
         self.acquire()
@@ -126,10 +124,13 @@ class RunLock:
         if not self.run_dir.is_dir():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._created_dir = True
-        self._file_existed = self.path.exists()
         deadline = time.monotonic() + self.wait_s
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:  # the owner that just ended took away the empty directory it had made
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -177,16 +178,14 @@ class RunLock:
         if self.fd is None:
             return
         try:
-            # A directory this process created and left holding only the lock goes again, so that a run that
-            # failed before writing anything (say, its data could not be prepared) leaves nothing behind.
-            # Removing it while still holding it is safe: a waiting process then finds its inode gone and retries.
-            if self.keep_file:
-                pass
-            elif self._created_dir and os.listdir(self.run_dir) == [LOCK_FILE]:
-                self.path.unlink()
-                self.run_dir.rmdir()
-            elif self.remove_file and not self._file_existed:
-                self.path.unlink()
+            # An owner that ends removes the lock file (one that is killed leaves it, holding its name), and a
+            # directory it created and left empty, so that a run refused or failed before it wrote anything leaves
+            # nothing behind. Removing the file while still holding it is safe: a process waiting for it then
+            # finds its inode gone and starts again. A file that holds a status (a full disk) stays.
+            if not self.keep_file:
+                self.path.unlink(missing_ok=True)
+                if self._created_dir and not os.listdir(self.run_dir):
+                    self.run_dir.rmdir()
         except OSError:
             pass
         finally:

@@ -77,13 +77,13 @@ def test_a_held_lock_refuses_a_second_owner_by_name_and_dies_with_its_holder(tmp
     assert not lock_is_held(run_dir)
 
 
-def test_a_lock_on_a_directory_it_created_and_left_empty_goes_away(tmp_path):
+def test_an_owner_that_ends_leaves_no_lock_file_and_no_empty_directory_it_made(tmp_path):
     with RunLock(tmp_path / "new"):
         assert (tmp_path / "new" / LOCK_FILE).is_file()
     assert not (tmp_path / "new").exists()
     with RunLock(tmp_path / "kept"):
         (tmp_path / "kept" / "config.json").write_text("{}")
-    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["config.json", LOCK_FILE]
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["config.json"]
 
 
 def test_a_refusal_is_not_recorded_where_a_live_run_owns_the_directory(tmp_path):
