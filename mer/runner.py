@@ -180,9 +180,9 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
 
             signals.hold()  # a second Ctrl-C must not cut the status write short
             status.record_end(error)  # raises DiskFull (one line) on a full disk
-            if isinstance(error, (StopSignal, KeyboardInterrupt)):
+            if isinstance(error, StopSignal):
                 raise TrainingStopped(how_it_ended(error)[1]) from None  # exit 143: stopped, run again to go on
-            raise
+            raise  # a KeyboardInterrupt too (recorded as stopped): whoever raised it wants out at once
 
 
 def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist: distributed.Distributed,
