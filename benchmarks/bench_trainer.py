@@ -3,6 +3,7 @@
     python benchmarks/bench_trainer.py                          # cpu-2m and cpu-8m, about 3 min on 2 quiet cores
     python benchmarks/bench_trainer.py --models cpu-2m --rounds 40 --fit-rounds 3
     python benchmarks/bench_trainer.py --parts step reptile      # skip the fit() and data-wait parts
+    python benchmarks/bench_trainer.py --models cpu-2m --parts trackers   # experiment trackers' overhead
 
 Parts (`--parts`), each measured in this one process with interleaved rounds: a round runs every
 variant once for `--steps` steps (default 1, so the two variants alternate step by step and a change
@@ -27,6 +28,11 @@ wait     the share of step time the trainer spends getting its batch (`trainer.d
          with buffer.prefetch off and on (target <= 2%). The buffer is pre-filled with every block of
          the first two tasks and training runs on task 3, so replay reads come from three shards as in
          the middle of a real run. The alpha=0 trainer of `step` gives the new-data-only baseline.
+trackers steps/s of train_step + a metrics.jsonl train line after EVERY step (log_every=1, 25x the
+         default rate) with metrics.jsonl only, against the same with each installed experiment tracker
+         (TensorBoard, MLflow on SQLite in the scratch folder, W&B offline) fed by `mer.trackers`' background
+         thread, which shares the cores with training. Ratio tracker/jsonl, target >= 0.98. Not in the
+         default parts (needs the optional extras).
 """
 
 from __future__ import annotations
@@ -283,6 +289,62 @@ def bench_wait(ctx: Ctx, model: str, steps: int, rounds: int, alpha: float) -> d
             "t_step": {str(k): v for k, v in t_step.items()}, "t_wait": {str(k): v for k, v in t_wait.items()}}
 
 
+def bench_trackers(ctx: Ctx, model: str, steps: int, rounds: int) -> dict:
+    """Rounds of `steps` logged steps of a metrics.jsonl-only trainer and one trainer per installed tracker."""
+    import importlib.util
+
+    from mer.trackers.config import REQUIREMENTS, LoggerConfig, MlflowConfig, TensorBoardConfig, WandbConfig
+    from mer.trackers.dispatch import open_trackers
+
+    os.environ.setdefault("WANDB_MODE", "offline")  # never the network, no account needed
+    os.environ.setdefault("WANDB_SILENT", "true")
+    settings = {"tensorboard": TensorBoardConfig(), "wandb": WandbConfig(mode="offline"),
+                "mlflow": MlflowConfig(tracking_uri=f"sqlite:///{ctx.scratch / 'mlflow.db'}")}
+    installed = [n for n, (module, _) in REQUIREMENTS.items() if importlib.util.find_spec(module) is not None]
+    cfg = ctx.cfg(model)
+    variants, opened = ["jsonl", *installed], {}
+    for name in variants:
+        sequence = task_sequence(cfg, ctx.prepared, budget_steps=1000, allow_repeat=True)
+        trainer = make_trainer(cfg, sequence, ctx.vocab, ctx.scratch, f"trackers-{model}-{name}")
+        trackers = None
+        if name != "jsonl":
+            trackers = open_trackers(LoggerConfig(**{name: settings[name]}), trainer.run_dir, f"bench-{name}",
+                                     ctx.scratch, {"model": model, "batch": cfg.optim.batch_size})
+            trainer.metrics.on_append = trackers.record
+        opened[name] = (trainer, sequence.tasks[0], trackers)
+        logged_steps(trainer, sequence.tasks[0], 2)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    log_times: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        if r % max(1, rounds // 4) == 0:
+            log(f"  trackers {model}: round {r + 1}/{rounds}")
+        for name in rotated(tuple(variants), r):
+            trainer, task, _ = opened[name]
+            total, in_log = logged_steps(trainer, task, steps)
+            times[name].append(total)
+            log_times[name].append(in_log)
+    for trainer, _, trackers in opened.values():
+        if trackers is not None:
+            trackers.close({"status": "completed", "error": None, "totals": {"steps": trainer.position.step}})
+    missing = [n for n in REQUIREMENTS if n not in installed]
+    return {"model": model, "steps": steps, "rounds": rounds, "times": times, "log_times": log_times,
+            "not_installed": missing}
+
+
+def logged_steps(trainer: Trainer, task, n: int) -> tuple[float, float]:
+    """`n` train steps, each followed by its metrics.jsonl train line (and so by the trackers' queue put);
+    returns (seconds in all, seconds of the train lines alone: what the trackers add to the step's own path)."""
+    pos = trainer.position
+    started, in_log = time.perf_counter(), 0.0
+    for _ in range(n):
+        loss, _, _ = trainer.train_step(task)
+        pos.step, pos.task_step = pos.step + 1, pos.task_step + 1
+        logged = time.perf_counter()
+        trainer._log_train(loss, 0.0)
+        in_log += time.perf_counter() - logged
+    return time.perf_counter() - started, in_log
+
+
 # ------------------------------------------------------------------------------------------ tables
 def table_step(results: list[dict]) -> str:
     lines = ["| model | params | seq_len x batch | rounds x steps | trainer tok/s | plain tok/s | trainer ms/step "
@@ -358,6 +420,25 @@ def table_wait(waits: list[dict], steps: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def table_trackers(results: list[dict]) -> str:
+    lines = ["| model | tracker | rounds x steps | steps/s | ms/step | train line ms (in the step) "
+             "| ratio tracker/jsonl | target >= 0.98 |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in results:
+        base = r["times"]["jsonl"]
+        for name, times in r["times"].items():
+            ratios = [b / t for b, t in zip(base, times)]
+            lines.append(f"| {r['model']} | {'metrics.jsonl only' if name == 'jsonl' else name} "
+                         f"| {r['rounds']} x {r['steps']} | {spread([r['steps'] / t for t in times], '{:.2f}')} "
+                         f"| {med(times) / r['steps'] * 1e3:.0f} "
+                         f"| {spread([t / r['steps'] * 1e3 for t in r['log_times'][name]], '{:.3f}')} "
+                         f"| {spread(ratios, '{:.3f}')} "
+                         f"| {'(baseline)' if name == 'jsonl' else verdict(med(ratios), 0.98, True, '{:.3f}')} |")
+        for name in r["not_installed"]:
+            lines.append(f"| {r['model']} | {name} | not installed (pip install -e \".[{name}]\") | | | | | |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -375,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reptile-reps", type=int, default=5, help="interpolations timed per round")
     parser.add_argument("--alpha", type=float, default=0.5, help="replay ratio of the wait part")
     parser.add_argument("--parts", nargs="+", default=["step", "fit", "reptile", "wait"],
-                        choices=["step", "fit", "reptile", "wait"])
+                        choices=["step", "fit", "reptile", "wait", "trackers"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--data-dir", default=os.environ.get("MER_DATA_DIR", "~/.cache/mer"),
                         help="data cache (prepared once if missing; default $MER_DATA_DIR or ~/.cache/mer)")
@@ -389,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare_data(DataConfig(data_dir=args.data_dir))
     scratch = Path(tempfile.mkdtemp(prefix="mer-bench-trainer-"))
     ctx = Ctx(args, prepared, scratch)
-    steps_results, fit_results, wait_results = [], [], []
+    steps_results, fit_results, wait_results, tracker_results = [], [], [], []
     try:
         for model in args.models:
             steps, rounds = args.steps, args.rounds or DEFAULT_ROUNDS.get(model, 6)
@@ -400,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                 fit_results.append(bench_fit(ctx, model, args.fit_rounds, args.fit_tasks))
             if "wait" in args.parts:
                 wait_results.append(bench_wait(ctx, model, steps, rounds, args.alpha))
+            if "trackers" in args.parts:
+                tracker_results.append(bench_trackers(ctx, model, steps, rounds))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -421,9 +504,13 @@ def main(argv: list[str] | None = None) -> int:
     if wait_results:
         print("### Data wait share of step time (buffer holds tasks 1-2 entirely, training on task 3)\n")
         print(table_wait(wait_results, steps_results if "step" in args.parts else []) + "\n")
+    if tracker_results:
+        print("### Experiment trackers: train_step + a metrics.jsonl train line every step, metrics.jsonl only vs "
+              "each tracker (its background thread on the same cores), median (min-max) over interleaved rounds\n")
+        print(table_trackers(tracker_results) + "\n")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "step": steps_results, "fit": fit_results,
-                                         "wait": wait_results, "args": {k: str(v) for k, v in vars(args).items()}},
+                                         "wait": wait_results, "trackers": tracker_results, "args": {k: str(v) for k, v in vars(args).items()}},
                                         indent=2))
     return 0
 

@@ -13,7 +13,7 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,13 +87,15 @@ def write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
     write_bytes(path, text.encode(encoding))
 
 
-def publish_directory(staging: Path, final: Path, old: Path | None = None) -> None:
+def publish_directory(staging: Path, final: Path, old: Path | None = None,
+                      between_renames: Callable[[], None] | None = None) -> None:
     """Make the complete directory `staging` appear as `final` in one rename, replacing what was there.
 
     `staging` must be on the same file system as `final` (a sibling). Its files are flushed first. A
     previous `final` moves aside to `old` (default: a hidden unique sibling) and is deleted only once
     the new one is in place, so at every moment one complete version exists under one of the two
     names (`mer.checkpoint` looks for `checkpoint.old` when a kill hit between the renames).
+    `between_renames` is called between the two renames (the fault-injection tests kill the process there).
     """
     staging, final = Path(staging), Path(final)
     fsync_tree(staging)
@@ -101,6 +103,8 @@ def publish_directory(staging: Path, final: Path, old: Path | None = None) -> No
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.rename(final, old)
+    if between_renames is not None:
+        between_renames()
     os.rename(staging, final)
     fsync_directory(final.parent)
     shutil.rmtree(old, ignore_errors=True)

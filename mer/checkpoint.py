@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from mer.atomic_write import publish_directory
+from mer.fault_points import fault_point
 
 STATE_FILE = "state.pt"
 
@@ -40,7 +41,9 @@ def write_state(directory: Path, state: dict[str, Any]) -> None:
 def commit_checkpoint(run_dir: Path) -> Path:
     """Publish `checkpoint.tmp/` as `checkpoint/`; at every moment one complete checkpoint exists."""
     final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
-    publish_directory(tmp, final, old=old)  # flushes every file (the FSDP shards too) before the renames
+    fault_point("checkpoint_commit")
+    # Flushes every file (the FSDP shards too) before the renames; the old one goes only once the new one is in place.
+    publish_directory(tmp, final, old=old, between_renames=lambda: fault_point("checkpoint_between_renames"))
     return final
 
 

@@ -16,6 +16,7 @@ from mer.model import PRESETS, ModelConfig
 from mer.replay import BufferConfig
 from mer.schedule import OptimConfig
 from mer.sharding import PARALLEL_CHOICES
+from mer.trackers.config import LoggerConfig, MlflowConfig, TensorBoardConfig, WandbConfig
 
 T = TypeVar("T")
 
@@ -102,6 +103,8 @@ class RunConfig:
     """Evaluation schedule."""
     buffer: BufferConfig = field(default_factory=BufferConfig)
     """Replay buffer policy and storage."""
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    """Experiment trackers that mirror metrics.jsonl, e.g. logger=[tensorboard,mlflow] (docs/trackers.md)."""
     reptile_anchor_device: str = "cpu"
     """Where the Reptile anchor lives ("cpu" keeps accelerator memory free)."""
     reptile_reset_each_task: bool = True
@@ -248,6 +251,10 @@ def register_configs() -> None:
     store.store(group="optim", name="base_optim", node=OptimConfig)
     store.store(group="buffer", name="base_buffer", node=BufferConfig)
     store.store(group="eval", name="base_eval", node=EvalConfig)
+    # One schema per tracker, each at its own package, so that logger=[tensorboard,mlflow] merges both.
+    store.store(group="logger", name="base_tensorboard", node=TensorBoardConfig, package="logger.tensorboard")
+    store.store(group="logger", name="base_mlflow", node=MlflowConfig, package="logger.mlflow")
+    store.store(group="logger", name="base_wandb", node=WandbConfig, package="logger.wandb")
 
 
 def to_dataclass(cfg: Any, schema: type[T], prefix: str = "") -> T:

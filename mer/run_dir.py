@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mer.atomic_write import write_text
+from mer.fault_points import fault_point
 from mer.run_lock import LOCK_FILE, RunDirLocked, RunLock, lock_is_held  # noqa: F401  (the run directory's lock)
 from mer.run_status import effective_error, effective_status  # noqa: F401  (its status, as readers report it)
 
@@ -30,6 +32,7 @@ NON_SEMANTIC_KEYS = (
     "runs_dir", "run_name", "device", "threads", "log_every", "checkpoint_every", "data.data_dir",
     "reptile_anchor_device", "buffer.prefetch", "sweep",
     "compile", "activation_checkpointing", "peak_flops", "parallel", "fsdp_on_cpu",
+    "logger",  # experiment trackers mirror metrics.jsonl (docs/trackers.md); logger.* overrides too
 )
 
 
@@ -42,7 +45,7 @@ def run_name_from_overrides(overrides: list[str]) -> str:
     kept = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if key in NON_SEMANTIC_KEYS or key.startswith("hydra"):
+        if key in NON_SEMANTIC_KEYS or key.split(".", 1)[0] == "logger" or key.startswith("hydra"):
             continue
         kept.append(override.lstrip("+"))
     if not kept:
@@ -126,6 +129,8 @@ class MetricsLog:
         self.path = path
         self.path.touch(exist_ok=True)
         self._tally = None  # MetricsTally of the file's bytes, from the first checkpoint_state() or truncate() on
+        self.on_append: Callable[[dict[str, Any]], None] | None = None
+        """Called with every record once it is written: the experiment trackers' queue (mer.trackers)."""
 
     def size(self) -> int:
         return self.path.stat().st_size
@@ -152,10 +157,13 @@ class MetricsLog:
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record) + "\n").encode()
         with open(self.path, "ab") as handle:
+            fault_point("metrics_append", torn_write=(handle, record))
             handle.write(line)
             handle.flush()
         if self._tally is not None:
             self._tally.add(line, record)
+        if self.on_append is not None:
+            self.on_append(record)
 
     def records(self) -> list[dict[str, Any]]:
         from mer.metrics_prefix import tally_lines

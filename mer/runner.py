@@ -46,6 +46,7 @@ from mer.run_dir import (
 from mer.run_status import COMPLETED, RUNNING, StatusWriter, StopSignal, how_it_ended
 from mer.sharding import check_parallel
 from mer.startup_signals import stop_on_signals
+from mer.trackers.dispatch import close_trackers, open_trackers
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,10 @@ def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist:
                         f"with, or {start_over_hint(run_dir)}")
     if dist.is_main:
         status.summary = summary
+    # Every record of metrics.jsonl also goes to TensorBoard / MLflow / W&B (logger=[...]), opened before training.
+    trackers = open_trackers(cfg.logger, run_dir, run_name, Path(cfg.runs_dir), resolved_config) if dist.is_main else None
+    if trackers is not None:
+        trainer.metrics.on_append = trackers.record
     status.write()
     log.info("run %s: %s parameters, %d steps over tasks %s -> %s", run_name, f"{trainer.n_params:,}",
              sequence.total_steps, sequence.names, run_dir)
@@ -234,12 +239,17 @@ def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist:
                  dist.world_size)
     try:
         trainer.fit()
-    finally:  # a stopped or failed run records its time too (the caller records the status)
-        summary["wall_time_s"] = trainer.position.wall_time
+    except BaseException as error:
+        # The caller writes the status (mer.run_status); the trackers get the summary with it now.
+        ended, reason = how_it_ended(error)
+        summary.update(status=ended, error=reason, wall_time_s=trainer.position.wall_time)
+        close_trackers(trackers, summary)
+        raise
     summary.update(status=COMPLETED, totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
-                   exported_models=exported_models(run_dir, sequence.names))
+                   wall_time_s=trainer.position.wall_time, exported_models=exported_models(run_dir, sequence.names))
     if dist.is_main:
         summary.update(summarize(MetricsLog(run_dir / METRICS_FILE).records(), sequence.names))
         status.write()
+        close_trackers(trackers, summary)
         print(format_summary(summary))
     return summary

@@ -44,6 +44,7 @@ from mer.config import RunConfig
 from mer.data.stream import TaskSequence
 from mer.distributed import Distributed
 from mer.evaluation import plan_windows
+from mer.fault_points import fault_point
 from mer.flops import FlopCounter, estimate_flops
 from mer.mfu import device_peak_flops, mfu
 from mer.model import build_model, count_parameters
@@ -239,6 +240,9 @@ class Trainer:
         self.sequence.load_state_dict(state["data"])
         self.flops.load_state_dict(state["flops"])
         self.position.load_state_dict(state["position"])
+        # The LR of the last step taken, which the next record shows (a boundary evaluation follows at once when
+        # the checkpoint was taken on a task's last step): the schedule's, not the 0.0 of a step never taken.
+        self._last_lr = lr_at(self.position.step - 1, self.task_steps, self.cfg.optim) if self.position.step else 0.0
         _set_rng_state(state["rng"])
         if self.position.step > 0:  # the LR of the last step done: a boundary evaluation right after resuming logs it
             self._last_lr = lr_at(self.position.step - 1, self.task_steps, self.cfg.optim)
@@ -274,6 +278,8 @@ class Trainer:
             self.load_state_dict(load_checkpoint(checkpoint), checkpoint.parent)
             log.info("resumed from %s at step %d", checkpoint.parent.name, self.position.step)
         else:
+            if self.metrics is not None:  # lines of a start killed before its first checkpoint: written again now
+                self.metrics.truncate(0)
             self.reptile.reset_anchor(0)
             self.evaluate(boundary=False)
         self._install_signal_handlers()
@@ -320,6 +326,7 @@ class Trainer:
                 if self.downstream is not None:
                     self._score_downstream(task.name)
                 pos.task_index, pos.task_step = pos.task_index + 1, 0
+                fault_point("task_boundary")
                 self.save()
         finally:
             if progress is not None:
@@ -433,6 +440,7 @@ class Trainer:
         totals = dist.sum(sums).tolist()  # [n_tasks]
         losses = {task.name: total / count for task, total, count in zip(self.sequence.tasks, totals, counts)}
         self.model.train()
+        fault_point("evaluation")
         if self.metrics is not None:
             self.metrics.append({**self._record("eval"), "val_loss": losses, "boundary": boundary})
         self.overhead_s += time.perf_counter() - started

@@ -1,0 +1,1 @@
+"""Experiment trackers (TensorBoard, MLflow, W&B) that mirror metrics.jsonl off the training step (docs/trackers.md)."""

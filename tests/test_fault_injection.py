@@ -1,0 +1,279 @@
+"""Fault injection: `python -m mer.run` killed with SIGKILL (kill -9) at chosen and at chance moments, then run
+again with the same command until it completes, must give the uninterrupted run bit for bit (docs/run_directory.md):
+every metrics.jsonl line (no line duplicated or missing), the summary and the final checkpoint.
+
+Each test is a chain of trials on one run directory: launch, kill, launch the same command again (which resumes and
+is itself killed at the chain's next moment), ..., and a last launch that completes. After every kill the test
+checks that the kill landed in the phase it targets (so no trial passes without having hit its target) and that
+every complete line already written equals the uninterrupted run's line at that place. The moments are drawn from
+a seeded generator per chain (reproducible; change SEED to draw others). How the kills are made: tests/fault_helpers.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from fault_helpers import (
+    RUN_NAME, Finished, assert_killed, assert_prefix_of, assert_same_run, command, complete_lines, kill_when, run,
+    torn_tail,
+)
+
+SEED = 12
+
+CONFIGS = {
+    # Replay by reference, Reptile every 5 steps plus the task-end interpolation: 12 steps per task, 36 in all;
+    # the checkpoints of steps 12, 24 and 36 fall on a task's last step.
+    "reptile": ["alpha=0.25", "k=5", "eps=0.5", "reptile_at_task_end=true"],
+    # Replay of copied tokens (a memory-mapped token file in the run directory) with the background prefetch: 18
+    # steps per task, 54 in all.
+    "copy": ["alpha=0.5", "buffer.storage=copy", "buffer.prefetch=true"],
+}
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One trial. `how`: "point" (MER_FAULT_AT=<target>:n, n drawn from [lo, hi]), "lines" (SIGKILL from
+    outside once metrics.jsonl holds n more complete lines than before the launch, n drawn from [lo, hi]),
+    "staging" (SIGKILL from outside once data preparation has a staging folder), "file" (SIGKILL from outside
+    once the run directory holds `target`). `tear_state`: after the kill, cut checkpoint.tmp/state.pt to a
+    random prefix, which is what a kill in the middle of torch.save leaves (the hook cannot stop inside it)."""
+
+    how: str
+    target: str = ""
+    lo: int = 1
+    hi: int = 1
+    tear_state: bool = False
+
+
+CHAINS = {
+    "checkpoint-writes": ("reptile", [Kill("point", "checkpoint_commit", 1, 6),
+                                      Kill("point", "checkpoint_commit", 1, 4, tear_state=True),
+                                      Kill("point", "checkpoint_between_renames", 2, 4)]),
+    "appends-and-evaluations": ("reptile", [Kill("point", "metrics_append", 2, 25), Kill("point", "evaluation", 1, 4),
+                                            Kill("point", "metrics_append", 1, 12), Kill("point", "evaluation", 1, 3)]),
+    # n counts the boundaries this process reaches: a resume at a boundary's checkpoint reaches it again first.
+    "task-boundaries": ("reptile", [Kill("point", "task_boundary", 1, 1), Kill("point", "task_boundary", 2, 2),
+                                    Kill("point", "task_boundary", 2, 2)]),
+    "chance-moments": ("reptile", [Kill("lines", lo=1, hi=12)] * 4),
+    "start-up": ("reptile", [Kill("staging"), Kill("file", "config.json"), Kill("point", "evaluation", 1, 1)]),
+    "copied-replay": ("copy", [Kill("point", "task_boundary", 1, 1), Kill("lines", lo=1, hi=15),
+                               Kill("point", "metrics_append", 1, 15),
+                               Kill("point", "checkpoint_commit", 1, 4, tear_state=True),
+                               Kill("point", "checkpoint_between_renames", 2, 4)]),
+}
+
+
+@pytest.fixture(scope="module")
+def shared_data(tmp_path_factory) -> Path:
+    """One prepared data cache for the module (the first reference run fills it)."""
+    return tmp_path_factory.mktemp("fault_data")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, shared_data) -> Callable[[str], Finished]:
+    """The uninterrupted run of a config, trained once per module with the same command the trials use."""
+    done: dict[str, Finished] = {}
+
+    def get(config: str) -> Finished:
+        if config not in done:
+            runs = tmp_path_factory.mktemp(f"reference_{config}")
+            result = run(command(CONFIGS[config], runs, shared_data), cwd=runs)
+            assert result.returncode == 0, result.stderr[-3000:]
+            done[config] = Finished.read(runs / RUN_NAME)
+        return done[config]
+
+    return get
+
+
+def _staging_folders(data_dir: Path) -> list[Path]:
+    return [p for p in data_dir.rglob(".*staging-*") if p.is_dir()] if data_dir.exists() else []
+
+
+def _where(run_dir: Path) -> str:
+    """Where a kill from outside landed, as far as the files tell."""
+    metrics = run_dir / "metrics.jsonl"
+    records = complete_lines(metrics)
+    notes = [f"{len(records)} complete lines, the last at step {records[-1]['step']}"]
+    if torn_tail(metrics):
+        notes.append("inside a metrics line")
+    if (run_dir / "checkpoint.tmp").exists():
+        notes.append("inside a checkpoint write")
+    return ", ".join(notes)
+
+
+def _trial(kill: Kill, rng: random.Random, args: list[str], tmp_path: Path, run_dir: Path, data_dir: Path,
+           reference: Finished) -> str:
+    """Launch once, kill as `kill` says, check the kill landed in its phase; returns what was targeted."""
+    metrics = run_dir / "metrics.jsonl"
+    before = len(complete_lines(metrics))
+    if kill.how == "point":
+        fault = f"{kill.target}:{rng.randint(kill.lo, kill.hi)}"
+        result = run(args, cwd=tmp_path, fault=fault)
+        assert_killed(result, fault)
+        landed = fault
+    elif kill.how == "lines":
+        wanted = before + rng.randint(kill.lo, kill.hi)
+        assert wanted < len(reference.records), "the kill would come after the run's end"
+        assert_killed(kill_when(args, tmp_path, lambda: len(complete_lines(metrics)) >= wanted))
+        assert len(complete_lines(metrics)) >= wanted
+        landed = f"from outside once metrics.jsonl had {wanted} lines ({_where(run_dir)})"
+    elif kill.how == "staging":
+        assert not _staging_folders(data_dir), "the data cache must be fresh for a kill during preparation"
+        assert_killed(kill_when(args, tmp_path, lambda: bool(_staging_folders(data_dir))))
+        # The staging folder is removed when preparation ends in any way but a kill: it is there, so the kill
+        # came during preparation, before the run directory was written.
+        assert _staging_folders(data_dir) and not metrics.exists()
+        landed = "from outside during data preparation"
+    elif kill.how == "file":
+        assert_killed(kill_when(args, tmp_path, lambda: (run_dir / kill.target).exists()))
+        assert not (run_dir / "checkpoint").exists()  # in the start-up, before the first checkpoint
+        landed = f"from outside once {kill.target} was written"
+    else:
+        raise ValueError(kill.how)
+
+    records, tail = complete_lines(metrics), torn_tail(metrics)
+    # The targeted phase was hit, as the files show.
+    if kill.target == "checkpoint_commit":
+        tmp_state = run_dir / "checkpoint.tmp" / "state.pt"
+        assert tmp_state.is_file()
+        torch.load(tmp_state, weights_only=True)  # complete: killed between writing it and the renames
+        if kill.tear_state:
+            size = tmp_state.stat().st_size
+            with open(tmp_state, "r+b") as handle:
+                handle.truncate(rng.randrange(1, size))
+            landed += " (state.pt then cut short)"
+    elif kill.target == "checkpoint_between_renames":
+        assert (run_dir / "checkpoint.old" / "state.pt").is_file() and (run_dir / "checkpoint.tmp").is_dir()
+        assert not (run_dir / "checkpoint").exists()
+    elif kill.target == "metrics_append":
+        # Half a line, no newline: the start of the line due there (compared up to the first timing field).
+        assert tail.startswith(b'{"event": ') and len(tail) > 10, tail
+        assert reference.raw_lines[len(records)].encode().startswith(tail.split(b', "wall_time"')[0])
+    elif kill.target == "evaluation":
+        assert reference.records[len(records)]["event"] == "eval"  # the next line due was this evaluation's
+    elif kill.target == "task_boundary":
+        assert records[-1]["event"] == "eval" and records[-1]["boundary"] is True
+    assert_prefix_of(records, reference)
+    summary = run_dir / "summary.json"  # the run had not finished (its last line may be written already)
+    assert not summary.exists() or '"completed"' not in summary.read_text()
+    return landed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain", list(CHAINS))
+def test_killed_runs_resume_to_the_uninterrupted_run(chain, reference, shared_data, tmp_path):
+    config, kills = CHAINS[chain]
+    expected = reference(config)
+    # The start-up chain prepares its own data (its first kill lands inside the preparation).
+    data_dir = tmp_path / "data" if chain == "start-up" else shared_data
+    runs = tmp_path / "runs"
+    args = command(CONFIGS[config], runs, data_dir)
+    rng = random.Random(f"{SEED}:{chain}")
+    landed = [_trial(kill, rng, args, tmp_path, runs / RUN_NAME, data_dir, expected) for kill in kills]
+    print(f"{chain}: killed " + "; ".join(landed))
+
+    result = run(args, cwd=tmp_path)  # the same command, once more: resumes and completes
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(runs / RUN_NAME, expected)
+
+
+# ---------------------------------------------------------------------------------------------- fast tests
+
+@pytest.mark.parametrize("mode", ["a", "ab"])
+def test_the_fault_hook_does_nothing_unless_named_and_kills_at_its_hit(tmp_path, mode):
+    """`MER_FAULT_AT` unset, naming another point or a later hit: the process runs on. Naming this hit: SIGKILL
+    there, after half of the record's line (a torn write, to a text or a binary file) when asked for one."""
+    import json
+    import subprocess
+    import sys
+
+    from fault_helpers import environment
+
+    script = (f"from mer.fault_points import fault_point\n"
+              f"with open({str(tmp_path / 'log')!r}, {mode!r}) as handle:\n"
+              f"    for i in range(3):\n"
+              f"        fault_point('append', torn_write=(handle, {{'i': i, 'text': 'x' * 20}}))\n"
+              f"        line = str(i) + '\\n'\n"
+              f"        handle.write(line.encode() if 'b' in handle.mode else line); handle.flush()\n"
+              f"print('finished')")
+    for fault in (None, "other:1", "append:4"):
+        result = subprocess.run([sys.executable, "-c", script], env=environment(fault), capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout == "finished\n", result.stderr
+    assert (tmp_path / "log").read_text() == "0\n1\n2\n" * 3
+    (tmp_path / "log").unlink()
+    result = subprocess.run([sys.executable, "-c", script], env=environment("append:2"), capture_output=True, text=True)
+    assert_killed(result, "append:2")
+    assert "finished" not in result.stdout
+    line = json.dumps({"i": 1, "text": "x" * 20}) + "\n"
+    assert (tmp_path / "log").read_text() == "0\n" + line[: len(line) // 2]
+    result = subprocess.run([sys.executable, "-c", script], env=environment("append"), capture_output=True, text=True)
+    assert result.returncode == 1 and "MER_FAULT_AT='append': expected <point>:<n>" in result.stderr
+
+
+class _Crash(Exception):
+    """Stands for the kill in the in-process tests below: raised at a fault point, it stops the run there."""
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for in-process training: on 2 shared cores, two threads spinning against other processes
+    made these tiny runs ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("module, point, hit", [
+    # A checkpoint on the task's last step (checkpoint_every = steps per task), then a crash before the boundary
+    # checkpoint: the resume's first record is the boundary evaluation, which logged lr 0.0 instead of the LR.
+    ("mer.trainer", "task_boundary", 1),
+    # A crash before the first checkpoint: the next start begins from step 0 and used to append its lines after
+    # the crashed start's (eval 0 and the first train lines twice).
+    ("mer.run_dir", "metrics_append", 3),
+])
+def test_a_crashed_run_resumes_to_the_same_metrics(small_bible, tmp_path, monkeypatch, one_torch_thread, module, point,
+                                                    hit):
+    """In-process twins of two kill trials of the slow suite (the regressions they found), fast enough for every
+    test run: the crash is an exception raised at the fault point, which leaves the same files as a kill there."""
+    import dataclasses
+    import importlib
+    import json
+
+    from mer.runner import run_training
+    from mer_testing import tiny_run_config
+
+    from fault_helpers import stable
+
+    def train(cfg):
+        return run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
+
+    def records(cfg):
+        return [stable(json.loads(line)) for line in (tmp_path / cfg.runs_dir / "run" / "metrics.jsonl").open()]
+
+    # 11 steps per task (2048 tokens / 6 new blocks of 32), 2 tasks, a checkpoint at each task's last step.
+    data = dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:2])
+    reference = tiny_run_config(data, tmp_path / "reference", checkpoint_every=11, log_every=1)
+    expected = train(reference)
+    cfg = tiny_run_config(data, tmp_path / "crashed", checkpoint_every=11, log_every=1)
+    hits = {"n": 0}
+
+    def crash(name, torn_write=None):
+        if name == point:
+            hits["n"] += 1
+            if hits["n"] == hit:
+                raise _Crash(name)
+
+    monkeypatch.setattr(importlib.import_module(module), "fault_point", crash)
+    with pytest.raises(_Crash):
+        train(cfg)
+    monkeypatch.undo()
+    resumed = train(cfg)
+    assert records(cfg) == records(reference)
+    assert resumed["loss_matrix"] == expected["loss_matrix"] and resumed["metrics"] == expected["metrics"]
