@@ -79,7 +79,8 @@ def collect(paths: Iterable[str | Path], *, progress: bool = True) -> Collection
     problems: list[str] = []
     if not dirs:
         problems.append(
-            "no runs found: no folder under the given paths has config.yaml and metrics.jsonl; "
+            "no runs found: no folder under the given paths has metrics.jsonl (or config.yaml / config.json and "
+            "summary.json); "
             "pass the sweep folder(s) that hold the run directories (globs are allowed)"
         )
         return Collection(pd.DataFrame(), pd.DataFrame(), problems)
@@ -123,7 +124,7 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
         "n_tasks": len(tasks),
         "n_params": _num(summary.get("n_params")),
         "n_params_nonembedding": _num(summary.get("n_params_nonembedding")),
-        "status": str(summary.get("status", "unknown")),
+        "status": run.status,
         "eval_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
         **provenance_columns(summary),  # git_commit, git_dirty, command (analysis.provenance)
     }
@@ -174,7 +175,7 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
     row = {
         **base,
         "complete": complete,
-        "usable": bool(finite),
+        "usable": bool(finite) and not run.unusable,  # never on guessed settings
         "tasks_done": tasks_done,
         "incomplete_reason": incomplete_reason,
         "error": summary.get("error") or "",

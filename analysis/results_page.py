@@ -11,7 +11,6 @@ not record, is taken from `--machine`.
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from analysis.claims import Claim
 from analysis.compare import summary_lines
 from analysis.families import METRIC_WORDS, METRICS, add_setting_columns
 from analysis.problems import group_problems
+from mer.run_dir import read_summary
 
 if TYPE_CHECKING:
     from analysis.report import Report
@@ -53,10 +53,10 @@ def software_versions(runs: pd.DataFrame) -> list[str]:
     """Distinct `versions` records of the runs' summary.json, e.g. 'python 3.11.7, torch 2.13.0+cpu'."""
     seen: dict[str, None] = {}
     for run_dir in runs["run_dir"]:
-        try:
-            versions = json.loads((Path(run_dir) / "summary.json").read_text()).get("versions") or {}
-        except (OSError, ValueError):
+        summary = read_summary(Path(run_dir))
+        if summary is None:
             continue
+        versions = summary.get("versions") or {}
         seen.setdefault(", ".join(f"{k} {v}" for k, v in versions.items()), None)
     return list(seen)
 

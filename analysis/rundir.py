@@ -1,8 +1,11 @@
-"""Read one run directory (config.yaml, metrics.jsonl, summary.json) into plain Python values.
+"""Read one run directory (config, metrics.jsonl, summary.json) into plain Python values.
 
-Field names follow docs/run_directory.md. Nothing here raises for a broken run: a run that cannot
-be read fully is returned with what could be read and a list of `problems`, so the analysis can
-flag it instead of dropping it silently.
+Field names follow docs/run_directory.md; the files are found and read through `mer.run_dir`, which owns
+the format (config.json, or config.yaml when config.json cannot be read; the status as readers report
+it). Nothing here raises for a broken run: a run that cannot be read fully is returned with what could
+be read and a list of `problems`, so the analysis can flag it instead of dropping it silently. A run
+whose settings cannot be read (no readable config, or one without alpha, k, eps, seed or model) is never
+analysed on guessed values: `unusable` says why, and the run is left out of fits and tables.
 
 Resumed runs: after a crash, the trainer resumes from its last checkpoint and logs again the steps
 after it, so metrics.jsonl can hold a stretch of steps twice. When a record's step is smaller than
@@ -18,11 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mer.run_dir import (
+    CONFIG_JSON,
+    CONFIG_YAML,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    effective_status,
+    read_config,
+    read_json_checked,
+)
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
+SETTING_KEYS = ("alpha", "k", "eps", "seed", "model")
+"""The config keys the analysis groups by: a run lacking one has unknown settings."""
 
 
 @dataclass
@@ -38,6 +48,10 @@ class RunData:
     """metrics.jsonl records (train and eval) after resume cleanup, in order."""
     summary: dict[str, Any] | None
     problems: list[str] = field(default_factory=list)
+    status: str = "unknown"
+    """As readers report it (`mer.run_status`): a `running` run whose process is gone is `interrupted`."""
+    unusable: list[str] = field(default_factory=list)
+    """Why the run must be left out of fits and tables whatever its losses (its settings are unknown)."""
 
     @property
     def evals(self) -> list[dict[str, Any]]:
@@ -45,15 +59,18 @@ class RunData:
 
 
 def is_run_dir(path: Path) -> bool:
-    """A run directory has config.yaml and metrics.jsonl (or summary.json, for a run that just started)."""
-    return (path / CONFIG_FILE).is_file() and ((path / METRICS_FILE).is_file() or (path / SUMMARY_FILE).is_file())
+    """A run directory has metrics.jsonl, or a config (config.json or config.yaml) and summary.json (a run that
+    just started). A refused point (summary.json alone) is none; nor is a model folder (config.json alone)."""
+    has_config = (path / CONFIG_JSON).is_file() or (path / CONFIG_YAML).is_file()
+    return (path / METRICS_FILE).is_file() or (has_config and (path / SUMMARY_FILE).is_file())
 
 
 def read_run(path: Path) -> RunData:
     """Read a run directory; problems are recorded on the result, never raised."""
     path = Path(path)
     problems: list[str] = []
-    config = _read_config(path / CONFIG_FILE, problems)
+    unusable: list[str] = []
+    config = _read_config(path, problems, unusable)
     summary = _read_summary(path / SUMMARY_FILE, problems)
     records = _read_metrics(path / METRICS_FILE, problems)
     settings = run_settings(config, summary, records)
@@ -63,7 +80,8 @@ def read_run(path: Path) -> RunData:
     if not settings["tasks"]:
         problems.append("task sequence unknown: config.yaml has no data.tasks and there is no evaluation")
     name = str(summary.get("run_name")) if summary and summary.get("run_name") else path.name
-    return RunData(path=path, name=name, settings=settings, records=records, summary=summary, problems=problems)
+    return RunData(path=path, name=name, settings=settings, records=records, summary=summary, problems=problems,
+                   status=effective_status(path, summary), unusable=unusable)
 
 
 def run_settings(config: dict[str, Any], summary: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,30 +146,33 @@ def clean_resumed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rec for i, rec in enumerate(kept) if last[(rec.get("event"), rec.get("step"), bool(rec.get("boundary", False)))] == i]
 
 
-def _read_config(path: Path, problems: list[str]) -> dict[str, Any]:
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        problems.append(f"config.yaml unreadable ({type(exc).__name__}: {exc}); settings unknown")
+def _read_config(run_dir: Path, problems: list[str], unusable: list[str]) -> dict[str, Any]:
+    """The run's config (mer.run_dir.read_config); a config that cannot be read, or lacks a setting, makes the run
+    unusable rather than analysed with a guess."""
+    read = read_config(run_dir)
+    if read.config is None:
+        reason = f"settings unknown, no readable config: {'; '.join(read.problems)}"
+        problems.append(f"{reason}; left out of fits and tables")
+        unusable.append(reason)
         return {}
-    if not isinstance(config, dict):
-        problems.append("config.yaml is not a mapping; settings unknown")
-        return {}
-    return config
+    if read.problems:  # one of the twins is damaged, the other was read
+        problems.append(f"{'; '.join(read.problems)}; settings read from {read.source.name}")
+    missing = [key for key in SETTING_KEYS if key not in read.config]
+    if missing:
+        reason = f"{read.source} has no {', '.join(missing)}: settings unknown"
+        problems.append(f"{reason}; left out of fits and tables")
+        unusable.append(reason)
+    return read.config
 
 
 def _read_summary(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    if not path.is_file():
+    summary, wrong = read_json_checked(path)
+    if wrong == "missing":
         problems.append("no summary.json (run never started properly?): status and model size unknown")
-        return None
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        problems.append(f"summary.json unreadable ({exc}); status and model size unknown")
-        return None
-    if not isinstance(summary, dict):
+    elif wrong == "not an object":
         problems.append("summary.json is not an object; ignored")
-        return None
+    elif wrong is not None:
+        problems.append(f"summary.json {wrong}; status and model size unknown")
     return summary
 
 

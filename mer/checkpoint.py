@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from mer.atomic_write import publish_directory
 from mer.fault_points import fault_point
 
 STATE_FILE = "state.pt"
@@ -41,12 +42,8 @@ def commit_checkpoint(run_dir: Path) -> Path:
     """Publish `checkpoint.tmp/` as `checkpoint/`; at every moment one complete checkpoint exists."""
     final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
     fault_point("checkpoint_commit")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.rename(final, old)
-    fault_point("checkpoint_between_renames")
-    os.rename(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    # Flushes every file (the FSDP shards too) before the renames; the old one goes only once the new one is in place.
+    publish_directory(tmp, final, old=old, between_renames=lambda: fault_point("checkpoint_between_renames"))
     return final
 
 

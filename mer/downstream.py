@@ -27,7 +27,7 @@ from typing import Any
 
 from mer.export import MODELS_DIR
 from mer.harness import HarnessError, evaluate, harness_version, headline, record_results, task_manager
-from mer.run_dir import read_json
+from mer.run_dir import read_config, read_summary
 
 log = logging.getLogger("mer.downstream")
 
@@ -60,9 +60,10 @@ def score_run(run_dir: Path, tasks: list[str], *, limit: int | None = None, incl
     """Score every exported model of `run_dir` on `tasks`, record the results in its downstream.jsonl (after
     each model, so an interrupted call keeps what it finished) and return them. Raises NothingToScore or
     HarnessError (module docstring)."""
-    config, summary = read_json(run_dir / "config.json"), read_json(run_dir / "summary.json") or {}
+    read, summary = read_config(run_dir), read_summary(run_dir) or {}
+    config = read.config
     if config is None:
-        raise NothingToScore(f"{run_dir} is not a run directory (no config.json)")
+        raise NothingToScore(f"{run_dir} is not a run directory ({'; '.join(read.problems)})")
     sequence = summary.get("tasks") or [t["name"] for t in config["data"]["tasks"]]
     models = models_of(run_dir, sequence)
     if not models:

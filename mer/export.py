@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from mer.atomic_write import publish_directory
+
 MODELS_DIR = "models"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -54,15 +56,6 @@ def _skeleton(config) -> torch.nn.Module:
 
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
-
-
-def _replace_directory(staging: Path, final: Path) -> None:
-    # The old folder moves aside before the new one takes its name, and goes only once that is done.
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.rename(final, old)
-    os.rename(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_hf_model(out: Path, config, tokenizer_dir: Path, card: str, model: torch.nn.Module | None = None,
@@ -94,7 +87,7 @@ def write_hf_model(out: Path, config, tokenizer_dir: Path, card: str, model: tor
     GenerationConfig.from_model_config(saved).save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     (staging / "README.md").write_text(card, encoding="utf-8")
-    _replace_directory(staging, out)
+    publish_directory(staging, out)  # the old folder goes only once the new one is in place
     return out
 
 
@@ -158,11 +151,12 @@ def _final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
 def export_run(run_dir: Path, out: Path, after_task: str | None = None, dtype: str = "float32") -> Path:
     """Export the run in `run_dir` to `out` (module docstring); raises ExportError with the fix when it cannot."""
     from mer.model_card import model_card
-    from mer.run_dir import read_json
+    from mer.run_dir import read_config, read_summary
 
-    config, summary = read_json(run_dir / "config.json"), read_json(run_dir / "summary.json") or {}
+    read, summary = read_config(run_dir), read_summary(run_dir) or {}
+    config = read.config
     if config is None:
-        raise ExportError(f"{run_dir} is not a run directory (no config.json)")
+        raise ExportError(f"{run_dir} is not a run directory ({'; '.join(read.problems)})")
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype}: choose one of {list(DTYPES)}")
     tasks = summary.get("tasks") or [t["name"] for t in config["data"]["tasks"]]
@@ -180,7 +174,7 @@ def export_run(run_dir: Path, out: Path, after_task: str | None = None, dtype: s
             shutil.rmtree(staging, ignore_errors=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(source, staging)
-            _replace_directory(staging, out)
+            publish_directory(staging, out)  # the old folder goes only once the new one is in place
             return out
         from transformers import AutoModelForCausalLM
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mer.run_dir import read_json, write_atomic
+from mer.run_dir import SUMMARY_FILE, RunDirLocked, RunLock, read_json, write_atomic
+from mer.run_status import REFUSED
 
 
 class RunRefused(ValueError):
@@ -21,12 +22,17 @@ class RunRefused(ValueError):
 def record_refusal(run_dir: Path, run_name: str, reason: str) -> bool:
     """Write `<run_dir>/summary.json` saying refused; False (nothing written) where a run wrote one.
 
-    A directory that holds a real run's summary (running, completed, failed) keeps it untouched: the refusal
-    of today's config must not erase what an earlier, accepted config produced there."""
-    summary_path = Path(run_dir) / "summary.json"
-    previous = read_json(summary_path)
-    if summary_path.exists() and (previous is None or previous.get("status") != "refused"):
+    A directory that holds a real run's summary (running, completed, failed, stopped) keeps it untouched: the
+    refusal of today's config must not erase what an earlier, accepted config produced there. Nor is one that a
+    live process owns touched (its lock is held, `mer.run_lock`); the check and the write happen under the lock."""
+    summary_path = Path(run_dir) / SUMMARY_FILE
+    try:
+        with RunLock(run_dir):
+            previous = read_json(summary_path)
+            if summary_path.exists() and (previous is None or previous.get("status") != REFUSED):
+                return False
+            write_atomic(summary_path, json.dumps({"status": REFUSED, "error": reason, "run_name": run_name},
+                                                  indent=2))
+    except RunDirLocked:
         return False
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(summary_path, json.dumps({"status": "refused", "error": reason, "run_name": run_name}, indent=2))
     return True

@@ -5,8 +5,10 @@ Only assembles and calls: config -> validated dataclass -> run name -> `run_trai
 A job that cannot run ends differently in a single run and in a multirun (`-m`): a single run prints the
 reason and exits with code 2; a multirun job raises instead (a `sys.exit` inside a job would end the whole
 multirun), so the sweeper records the failure and runs the other points. A config refused by the check is
-recorded as status "refused" in the point's summary.json (mer.refusal). Exit code 143 (a signal stopped the
-run after a checkpoint) stays an exit in both: it means "stop, requeue", not "this point failed".
+recorded as status "refused" in the point's summary.json (mer.refusal). A run directory owned by another live
+process (mer.run_lock) and a full disk end the same way, with one line naming the holder or the disk. Exit code
+143 (a signal stopped the run, status "stopped") stays an exit in both: it means "stop, requeue", not "this
+point failed".
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ def main(cfg: DictConfig) -> dict:
     if run_cfg.model.init_from is not None:  # what the run trains: the loaded architecture and its tokenizer
         resolved["model"] = dataclasses.asdict(run_cfg.model)
         resolved["data"]["tokenizer"]["path"] = run_cfg.data.tokenizer.path
+    from mer.atomic_write import DiskFull
     from mer.data.corpus import DataError
     from mer.harness import HarnessError
     from mer.integrity import RunDirectoryDamaged
+    from mer.run_lock import RunDirLocked, RunDirLockUnsupported
     from mer.runner import RunConfigMismatch, run_training
     from mer.trainer import TrainingStopped
 
@@ -72,7 +76,8 @@ def main(cfg: DictConfig) -> dict:
         sys.exit(stop_request.STOPPED_BY_SIGNAL)
     try:
         return run_training(run_cfg, name, resolved)
-    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged) as error:
+    except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged, RunDirLocked,
+            RunDirLockUnsupported, DiskFull) as error:
         log.error("%s", error)
         if isinstance(error, TrainingStopped) and "signal" in str(error):
             sys.exit(143)  # checkpointed: the launcher requeues, the sweep stops (resumed when launched again)
@@ -91,7 +96,8 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
         raise RunRefused(reason)  # a plan writes no run directory, not even a refusal
     run_dir = Path(str(cfg.runs_dir)).expanduser() / name
     if not record_refusal(run_dir, name, reason):
-        log.warning("%s already holds a run's summary.json; the refusal is not recorded there", run_dir)
+        log.warning("%s already holds a run's summary.json, or a live run owns it; the refusal is not recorded there",
+                    run_dir)
     raise RunRefused(reason)
 
 

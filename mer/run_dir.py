@@ -1,21 +1,31 @@
-"""The run directory: its name, config.yaml, metrics.jsonl and summary.json (docs/run_directory.md).
+"""The run directory's format, in one place: names, writing, reading, lock, status (docs/run_directory.md).
 
 The name comes from the command-line overrides, never from a timestamp, so a re-launch, a Slurm
-requeue and the analysis all find the same folder. Files are replaced atomically (write to a temporary
-name, then rename) so a kill at any moment leaves the previous complete version.
+requeue and the analysis all find the same folder. Files are replaced atomically (`mer.atomic_write`:
+temporary name, fsync, rename, fsync of the folder) so a kill at any moment leaves the previous complete
+version. The trainer, the sweeps (`sweeps.rundirs`) and the analysis (`analysis.rundir`) read the files
+through the functions here; the lock is `mer.run_lock`, the statuses `mer.run_status`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mer.atomic_write import write_text
 from mer.fault_points import fault_point
+from mer.run_lock import LOCK_FILE, RunDirLocked, RunLock, lock_is_held  # noqa: F401  (the run directory's lock)
+from mer.run_status import effective_error, effective_status  # noqa: F401  (its status, as readers report it)
+
+CONFIG_JSON = "config.json"
+CONFIG_YAML = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
 
 # Overrides that change where or how a run is executed, not what it computes: they do not name the run.
 NON_SEMANTIC_KEYS = (
@@ -48,19 +58,67 @@ def run_name_from_overrides(overrides: list[str]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Replace the file `path` by `text` (UTF-8) atomically (`mer.atomic_write`)."""
+    write_text(Path(path), text)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when the file is missing, unreadable or not an object."""
+    return read_json_checked(path)[0]
+
+
+def read_json_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in `path`, None) or (None, what is wrong: "missing", "unreadable (...)", "not an object")."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None, "missing"
+    except (OSError, ValueError) as error:
+        return None, f"unreadable ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+    return (value, None) if isinstance(value, dict) else (None, "not an object")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The run's summary.json, or None when there is none (or it cannot be read)."""
+    return read_json(Path(run_dir) / SUMMARY_FILE)
+
+
+@dataclass
+class ConfigRead:
+    """A run's resolved config as far as it could be read: `config` is None when neither file could be."""
+
+    config: dict[str, Any] | None
+    source: Path | None
+    """The file it came from."""
+    problems: list[str] = field(default_factory=list)
+    """One line per config file that exists but could not be read (what is wrong with it)."""
+
+
+def read_config(run_dir: Path) -> ConfigRead:
+    """The run's config: config.json, or its YAML twin config.yaml when config.json cannot be read."""
+    run_dir = Path(run_dir)
+    problems, missing = [], []
+    for name in (CONFIG_JSON, CONFIG_YAML):
+        path = run_dir / name
+        try:
+            text = path.read_text(encoding="utf-8")
+            if name == CONFIG_JSON:
+                config = json.loads(text)
+            else:
+                import yaml  # only for runs whose config.json is gone
+
+                config = yaml.safe_load(text)
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        except Exception as error:  # noqa: BLE001  (any parse error of either format means: unreadable)
+            problems.append(f"{path} unreadable ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+            continue
+        if isinstance(config, dict):
+            return ConfigRead(config, path, problems)
+        problems.append(f"{path} holds no mapping ({type(config).__name__})")
+    problems += [f"{run_dir / name} missing" for name in missing if problems]
+    return ConfigRead(None, None, problems or [f"{run_dir} has neither {CONFIG_JSON} nor {CONFIG_YAML}"])
 
 
 class MetricsLog:

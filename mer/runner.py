@@ -1,9 +1,11 @@
 """One run from a validated config to a finished run directory (no Hydra here; `mer.run` calls it).
 
-Order: join the data-parallel job if launched as one -> resolve the run directory -> skip if
+Order: join the data-parallel job if launched as one -> resolve the run directory and take its lock
+(rank 0; `mer.run_lock`: a directory another live process owns is refused) -> skip if
 completed -> refuse a directory holding a different config (or a checkpoint of another world size)
 -> prepare data (cached; rank 0 first) and check budgets -> build the trainer -> fit (resuming if a
-checkpoint exists) -> write summary.json -> print the forgetting table.
+checkpoint exists) -> write summary.json -> print the forgetting table. However the run ends after the
+checks (an error, a signal even during start-up, a full disk), summary.json records it (`mer.run_status`).
 
 With several processes every rank reads the run directory, and only rank 0 writes it.
 """
@@ -31,8 +33,20 @@ from mer.export import exported_models
 from mer.integrity import start_over_hint
 from mer.provenance import record_attempt
 from mer.resume_check import check_run_directory
-from mer.run_dir import NON_SEMANTIC_KEYS, MetricsLog, read_json, write_atomic
+from mer.run_dir import (
+    CONFIG_JSON,
+    CONFIG_YAML,
+    METRICS_FILE,
+    NON_SEMANTIC_KEYS,
+    SUMMARY_FILE,
+    MetricsLog,
+    RunLock,
+    read_json,
+    write_atomic,
+)
+from mer.run_status import COMPLETED, RUNNING, StatusWriter, StopSignal, how_it_ended
 from mer.sharding import check_parallel
+from mer.startup_signals import stop_on_signals
 from mer.trackers.dispatch import close_trackers, open_trackers
 
 log = logging.getLogger(__name__)
@@ -113,8 +127,21 @@ def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any])
 def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any],
                   dist: distributed.Distributed) -> dict[str, Any]:
     run_dir = Path(cfg.runs_dir).expanduser() / run_name
-    summary_path = run_dir / "summary.json"
-    config_path = run_dir / "config.json"
+    # One owner per run directory (mer.run_lock): rank 0 takes the lock before anything there is read or
+    # written, and holds it to the end; the other ranks only read, after it, and stop with it if it is refused.
+    lock = RunLock(run_dir) if dist.is_main else None
+    dist.main_first(lock.acquire if lock is not None else (lambda: None))
+    try:
+        return _run_owned(cfg, run_name, resolved_config, dist, run_dir, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist: distributed.Distributed,
+               run_dir: Path, lock: RunLock | None) -> dict[str, Any]:
+    summary_path = run_dir / SUMMARY_FILE
+    config_path = run_dir / CONFIG_JSON
     saved = read_json(config_path)
     if saved is not None and _semantic(saved) != _semantic(resolved_config):
         raise RunConfigMismatch(
@@ -122,7 +149,7 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
             f"or delete {run_dir} to start over"
         )
     previous = read_json(summary_path)
-    if previous is not None and previous.get("status") == "completed":
+    if previous is not None and previous.get("status") == COMPLETED:
         log.info("run %s is already completed; skipping", run_name)
         if dist.is_main:
             print(format_summary(previous))
@@ -143,6 +170,26 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
     dist.main_first(lambda: check_run_directory(run_dir) if dist.is_main else None)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
+    # From here on the run is this process's: however it ends (an error, a signal even during start-up, a full
+    # disk), summary.json says so (mer.run_status), on top of the previous summary until the trainer exists. A new
+    # run that fails before it wrote anything leaves nothing (the lock takes its empty directory away again).
+    status = StatusWriter(summary_path, lock, previous)
+    with stop_on_signals() as signals:
+        try:
+            return _train(cfg, run_name, resolved_config, dist, run_dir, previous, sharded, status)
+        except BaseException as error:
+            from mer.trainer import TrainingStopped
+
+            signals.hold()  # a second Ctrl-C must not cut the status write short
+            status.record_end(error)  # raises DiskFull (one line) on a full disk
+            if isinstance(error, StopSignal):
+                raise TrainingStopped(how_it_ended(error)[1]) from None  # exit 143: stopped, run again to go on
+            raise  # a KeyboardInterrupt too (recorded as stopped): whoever raised it wants out at once
+
+
+def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist: distributed.Distributed,
+           run_dir: Path, previous: dict[str, Any] | None, sharded: bool, status: StatusWriter) -> dict[str, Any]:
+    config_path = run_dir / CONFIG_JSON
     prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
     # The global block order (world size 1): every rank knows all blocks of a step and reads its own rows.
     sequence = TaskSequence(
@@ -151,18 +198,19 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
         replay_blocks_per_step=cfg.n_replay_per_step, replay_current_task=cfg.buffer.replay_current_task,
     )
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if status.summary is None:  # the directory now holds a run: its status is recorded from here on
+            status.summary = {"status": RUNNING, "error": None, "run_name": run_name}
         write_atomic(config_path, json.dumps(resolved_config, indent=2))
         from omegaconf import OmegaConf  # only to write the YAML twin of config.json
 
-        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
+        write_atomic(run_dir / CONFIG_YAML, OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
 
-    from mer.trainer import Trainer, TrainingStopped
+    from mer.trainer import Trainer
 
     task_folders = [prepared.cloze_dir] if prepared.cloze_dir is not None else []
     trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir, dist, prepared.tokenizer_dir, task_folders)
     summary: dict[str, Any] = {
-        "status": "running", "error": None, "run_name": run_name, "tasks": sequence.names,
+        "status": RUNNING, "error": None, "run_name": run_name, "tasks": sequence.names,
         "n_params": trainer.n_params, "n_params_nonembedding": trainer.n_params_nonembedding,
         "tokenizer_hash": prepared.tokenizer_hash, "metrics": None, "loss_matrix": None, "totals": None,
         "wall_time_s": 0.0, "versions": versions(), "world_size": dist.world_size,
@@ -180,16 +228,12 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
                         f"with, or {start_over_hint(run_dir)}")
     if dist.is_main:  # this attempt's commit and command; not in the config, so newer code may resume the run
         summary["provenance"] = record_attempt(run_dir, previous)
-
-    def write_summary() -> None:
-        if dist.is_main:
-            write_atomic(summary_path, json.dumps(summary, indent=2))
-
+        status.summary = summary
     # Every record of metrics.jsonl also goes to TensorBoard / MLflow / W&B (logger=[...]), opened before training.
     trackers = open_trackers(cfg.logger, run_dir, run_name, Path(cfg.runs_dir), resolved_config) if dist.is_main else None
     if trackers is not None:
         trainer.metrics.on_append = trackers.record
-    write_summary()
+    status.write()
     log.info("run %s: %s parameters, %d steps over tasks %s -> %s", run_name, f"{trainer.n_params:,}",
              sequence.total_steps, sequence.names, run_dir)
     if trainer.peak_flops is not None:
@@ -197,23 +241,17 @@ def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any]
                  dist.world_size)
     try:
         trainer.fit()
-    except TrainingStopped as stop:
-        summary.update(status="running" if "signal" in str(stop) else "failed", error=str(stop),
-                       wall_time_s=trainer.position.wall_time)
-        write_summary()
-        close_trackers(trackers, summary)
-        raise
     except BaseException as error:
-        summary.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[-1][:2000],
-                       wall_time_s=trainer.position.wall_time)
-        write_summary()
+        # The caller writes the status (mer.run_status); the trackers get the summary with it now.
+        ended, reason = how_it_ended(error)
+        summary.update(status=ended, error=reason, wall_time_s=trainer.position.wall_time)
         close_trackers(trackers, summary)
         raise
-    summary.update(status="completed", totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
+    summary.update(status=COMPLETED, totals={**trainer.flops.as_dict(), "steps": trainer.position.step},
                    wall_time_s=trainer.position.wall_time, exported_models=exported_models(run_dir, sequence.names))
     if dist.is_main:
-        summary.update(summarize(MetricsLog(run_dir / "metrics.jsonl").records(), sequence.names))
-        write_summary()
+        summary.update(summarize(MetricsLog(run_dir / METRICS_FILE).records(), sequence.names))
+        status.write()
         close_trackers(trackers, summary)
         print(format_summary(summary))
     return summary

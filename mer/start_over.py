@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from mer.integrity import discarded_name  # no torch: the command starts in a moment
+from mer.run_lock import RunDirLocked, RunLock
 
 KEPT_ASIDE = ("metrics.jsonl", "summary.json", "downstream.jsonl", "models")
 REMOVED = ("checkpoint", "checkpoint.old", "checkpoint.tmp")
@@ -28,16 +29,17 @@ def start_over(run_dir: Path) -> list[str]:
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json, no metrics.jsonl); give the "
                                 "folder <runs_dir>/<run name> that the refusal named")
     done = []
-    for name in KEPT_ASIDE:
-        path = run_dir / name
-        if path.exists():
-            aside = discarded_name(path)
-            os.rename(path, aside)
-            done.append(f"kept {name} as {aside.name}")
-    for path in [run_dir / n for n in REMOVED] + sorted(run_dir.glob("buffer*")):
-        if path.is_dir():
-            shutil.rmtree(path)
-            done.append(f"removed {path.name}/")
+    with RunLock(run_dir):  # never under a live run (mer.run_lock): RunDirLocked names it
+        for name in KEPT_ASIDE:
+            path = run_dir / name
+            if path.exists():
+                aside = discarded_name(path)
+                os.rename(path, aside)
+                done.append(f"kept {name} as {aside.name}")
+        for path in [run_dir / n for n in REMOVED] + sorted(run_dir.glob("buffer*")):
+            if path.is_dir():
+                shutil.rmtree(path)
+                done.append(f"removed {path.name}/")
     return done
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         done = start_over(args.run_dir)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, RunDirLocked) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for line in done:

@@ -2,16 +2,16 @@
 
 A job's run directory is `<runs_dir>/<run name>`, the name derived from the job's overrides exactly as
 `mer.run` derives it, so a launcher can skip completed runs before submitting them, the Optuna sweeper can
-record each trial's directory, and `python -m sweeps.status` can list the runs a sweep still owes.
+record each trial's directory, and `python -m sweeps.status` can list the runs a sweep still owes. The files
+themselves are read by `mer.run_dir`, which owns their format.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from mer.run_dir import run_name_from_overrides
+from mer.run_dir import read_summary, run_name_from_overrides
 
 
 def run_dir_of(job_config: Any) -> Path:
@@ -23,13 +23,6 @@ def run_dir_of(job_config: Any) -> Path:
 def job_run_dir(config_loader: Any, sweep_config: Any, overrides: Sequence[str]) -> Path:
     """The run directory the job with these overrides will use (composes its config as the launcher does)."""
     return run_dir_of(config_loader.load_sweep_config(sweep_config, list(overrides)))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
 
 
 def completed_summary(run_dir: Path) -> dict[str, Any] | None:

@@ -1,9 +1,10 @@
 """`python -m sweeps.status <sweep dir>`: what a sweep has done and what it still owes.
 
-Lists every run directory under the sweep dir with its state from summary.json (completed / running /
-failed / refused, with the last line of the error or the reason of the refusal) and its progress (last step
-in metrics.jsonl, time since the last write), plus the runs the sweep expects whose directory does not exist
-yet (pending):
+Lists every run directory under the sweep dir with its state (completed / running / stopped / interrupted /
+failed / refused, with the last line of the error, the signal or the reason of the refusal; docs/run_directory.md)
+and its progress (last step in metrics.jsonl, time since the last write), plus the runs the sweep expects whose
+directory does not exist yet (pending). `running` means a live process holds the run's lock; `interrupted` is a
+run that says running but whose process is gone (killed, a node lost): launching it again resumes it.
 
 - a grid (hydra/sweeper=mer_grid, or Hydra's basic sweeper): the jobs are rebuilt from the sweep's
   multirun.yaml exactly as the sweeper builds them (`hydra.sweeper.params` + the command-line sweeps), each
@@ -16,8 +17,7 @@ with its multirun.yaml), it shows one section per sweep (and one for loose run d
 itself), then the totals. A folder with no run directory and no sweep at all is an error (exit code 2), as is
 a path that is not a folder.
 
-`--json` prints the same as one JSON object. A "running" run whose files have not changed for a long time
-may belong to a job that was killed: launching the sweep again resumes it from its checkpoint.
+`--json` prints the same as one JSON object.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from mer.run_dir import effective_error, effective_status
+from mer.run_status import REPORTED_STATUSES
 from sweeps.rundirs import read_summary
 
-STATES = ("completed", "running", "failed", "refused", "pending")
+STATES = (*REPORTED_STATUSES, "pending")
 # Sweepers whose jobs are the product of their parameters (the grid can be rebuilt from multirun.yaml).
 GRID_SWEEPERS = ("BasicSweeper", "MerGridSweeper")
 
@@ -56,7 +58,7 @@ def _last_record(path: Path) -> dict[str, Any] | None:
 
 def _run_row(run_dir: Path, now: float) -> dict[str, Any]:
     summary = read_summary(run_dir) or {}
-    status = summary.get("status") or ("running" if (run_dir / "metrics.jsonl").exists() else "unknown")
+    status = effective_status(run_dir, summary)
     row: dict[str, Any] = {"run": run_dir.name, "status": status, "step": None, "idle_s": None, "error": None,
                            "retained_loss": None, "flops_train": None}
     last = _last_record(run_dir / "metrics.jsonl")
@@ -66,9 +68,11 @@ def _run_row(run_dir: Path, now: float) -> dict[str, Any]:
                  default=None)
     if newest is not None:
         row["idle_s"] = round(now - newest, 1)
-    if status in ("failed", "refused"):  # the reason, as one line
-        error = summary.get("error") or ""
+    if status in ("failed", "refused", "stopped"):  # the reason (or the signal), as one line
+        error = effective_error(run_dir, summary) or ""
         row["error"] = error.strip().splitlines()[-1] if error.strip() else "(no error recorded)"
+    elif status == "interrupted":
+        row["error"] = "its process is gone without a word (killed?); launch it again to resume"
     if status == "completed":
         row["retained_loss"] = (summary.get("metrics") or {}).get("retained_loss")
         row["flops_train"] = (summary.get("totals") or {}).get("flops_train")
@@ -241,11 +245,11 @@ def format_status(result: dict[str, Any]) -> str:
     label = "point" if any(r.get("point") for r in rows) else "run"
     names = [r.get("point") or r["run"] for r in rows]
     width = min(max([len(n) for n in names] + [len(label)]), 90)
-    lines = [f"{'status':<10} {'step':>6} {'idle':>8} {'retained':>9} {'flops':>10}  {label:<{width}}  error / reason"]
+    lines = [f"{'status':<11} {'step':>6} {'idle':>8} {'retained':>9} {'flops':>10}  {label:<{width}}  error / reason"]
     for row, name in zip(rows, names):
         idle = f"{row['idle_s']:.0f}s" if row["idle_s"] is not None else None
         name = name if len(name) <= width else name[:width - 3] + "..."
-        lines.append(f"{row['status']:<10} {_fmt(row['step'], 6)} {_fmt(idle, 8)} {_fmt(row['retained_loss'], 9)} "
+        lines.append(f"{row['status']:<11} {_fmt(row['step'], 6)} {_fmt(idle, 8)} {_fmt(row['retained_loss'], 9)} "
                      f"{_fmt(row['flops_train'], 10, 3)}  {name:<{width}}  {row['error'] or ''}".rstrip())
     counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items())
     expected = f" of {result['expected']} expected" if "expected" in result else ""

@@ -77,3 +77,13 @@ def save_tiny_llama(folder: Path, tokenizer_dir: Path | None, vocab_size: int | 
             if path.is_file():
                 shutil.copy(path, folder / path.name)
     return folder
+
+
+def small_bible_cli_overrides(data_dir: Path, documents: int = 60, vocab_size: int = 512) -> list[str]:
+    """`python -m mer.run` overrides that select `small_bible_config`'s data (its prepared cache is reused) and the
+    tiny model and budgets of `tiny_run_config`: a run in seconds, from the command line."""
+    tasks = ",".join(f"{{name:{lang},max_train_documents:{documents}}}" for lang in LANGUAGES)
+    return [f"data.tasks=[{tasks}]", f"data.data_dir={data_dir}", f"data.tokenizer.vocab_size={vocab_size}",
+            "data.tokenizer.train_chars_per_task=60000", "model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8",
+            "optim.lr=3e-3", "optim.min_lr=3e-4", "data.budget_tokens=2048", "data.eval_tokens=129", "eval.every=8",
+            "eval.batch_size=4", "checkpoint_every=5", "log_every=2", "device=cpu", "threads=1"]

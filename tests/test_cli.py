@@ -126,7 +126,7 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     summary = json.loads((metrics.parent / "summary.json").read_text())
-    assert summary["status"] == "running" and "signal 15" in summary["error"]
+    assert summary["status"] == "stopped" and "signal 15" in summary["error"]
     stopped_at = json.loads(metrics.read_text().splitlines()[-1])["step"]
     resumed = _run(args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -165,7 +165,7 @@ def test_interrupted_two_process_run_resumes_to_the_same_losses(small_bible, tmp
     assert "stopped by signal on another rank at step 7" in output, output[-4000:]
     run_dir = tmp_path / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "running" and "signal" in summary["error"]
+    assert summary["status"] == "stopped" and "signal" in summary["error"]
     state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=True)
     assert state["position"]["step"] == 7 and state["world_size"] == 2
 
@@ -240,6 +240,23 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_traini
 
 
 @pytest.mark.slow
+def test_a_run_directory_owned_by_another_process_stops_every_rank(small_bible, tmp_path):
+    """Rank 0 takes the run directory's lock (mer.run_lock); refused, it stops, and rank 1 with it (no hang)."""
+    from test_run_dir_lock import hold_lock
+
+    holder = hold_lock(tmp_path / "run")
+    try:
+        before = sorted(p.name for p in (tmp_path / "run").iterdir())
+        result = _torchrun(Path(small_bible[0].data_dir), tmp_path)
+        assert result.returncode != 0
+        assert f"is in use by pid {holder.pid}" in result.stderr and "rank 0 failed" in result.stderr
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
 def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(tmp_path):
     """As Slurm or a user stops a job: SIGTERM to torchrun and its workers, then the same command again."""
     import signal
@@ -263,7 +280,7 @@ def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     summary = json.loads((tmp_path / "runs" / "sig" / "summary.json").read_text())
-    assert summary["status"] == "running" and "stopped by signal 15" in summary["error"], err[-3000:]
+    assert summary["status"] == "stopped" and "stopped by signal 15" in summary["error"], err[-3000:]
     resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from checkpoint at step" in resumed.stdout + resumed.stderr

@@ -94,7 +94,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(small_bible, tmp_path, mon
     monkeypatch.setattr(Trainer, "train_step", stop_after_seven)
     with pytest.raises(TrainingStopped, match="signal"):
         _train(cfg)
-    assert json.loads((tmp_path / "cut" / "run" / "summary.json").read_text())["status"] == "running"
+    assert json.loads((tmp_path / "cut" / "run" / "summary.json").read_text())["status"] == "stopped"
     monkeypatch.setattr(Trainer, "train_step", original)
     resumed = _train(cfg)
     assert resumed["loss_matrix"] == expected["loss_matrix"]

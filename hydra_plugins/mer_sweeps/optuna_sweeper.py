@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +24,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mer.atomic_write import write_text
 from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
 from mer.usage_errors import UsageError
 
@@ -314,7 +314,5 @@ class MerOptunaSweeper(Sweeper):
         base = self.sweep_dir / self.results_file
         for path, text in ((base.with_suffix(".yaml"), OmegaConf.to_yaml(OmegaConf.create(results))),
                            (base.with_suffix(".json"), json.dumps(results, indent=2))):
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_text(path, text)
         return results

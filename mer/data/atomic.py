@@ -26,6 +26,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from mer.atomic_write import publish_directory
+
 log = logging.getLogger(__name__)
 
 OTHER_HOST_STALE_S = 3600.0
@@ -102,7 +104,7 @@ def atomic_directory(final: Path, timeout_s: float = 6 * 3600) -> Iterator[Path 
         staging.mkdir()
         try:
             yield staging
-            os.rename(staging, final)
+            publish_directory(staging, final)  # flushed, then renamed: complete even after a power cut
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

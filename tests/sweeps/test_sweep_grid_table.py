@@ -55,7 +55,7 @@ def test_refused_point_is_recorded_and_the_others_complete(tiny, tmp_path):
     saved = (sweep_dir / "sweep_table.txt").read_text()
     assert table_rows(first.stdout) == table_rows(saved) == {
         "alpha=0": "completed", "alpha=0.25": "completed", "alpha=0.99": "refused"}
-    assert REFUSAL in saved and "2 completed, 0 running, 0 failed, 1 refused, 0 pending" in saved
+    assert REFUSAL in saved and "2 completed, 0 running, 0 stopped, 0 interrupted, 0 failed, 1 refused, 0 pending" in saved
 
     # Launched again: the completed points are skipped (their summaries untouched) and still listed.
     stamps = {p: Path(rows[p]["run_dir"], "summary.json").stat().st_mtime_ns for p in ("alpha=0", "alpha=0.25")}

@@ -113,7 +113,7 @@ def test_a_refused_trial_is_a_failed_trial_with_the_reason(tiny, tmp_path):
     refused_rows = [line for line in status.stdout.splitlines() if line.startswith("refused ")]
     assert len(refused_rows) == 1 and reason in refused_rows[0]
     assert f"trial {trials[0.99].number} failed: the job failed: RunRefused: {reason}" in status.stdout
-    assert "1 completed, 0 running, 0 failed, 1 refused" in status.stdout
+    assert "1 completed, 0 running, 0 stopped, 0 interrupted, 0 failed, 1 refused" in status.stdout
 
 
 def test_interrupted_sweep_resumes_its_trial_from_the_checkpoint(sweep_data_dir, tmp_path):
@@ -143,7 +143,7 @@ def test_interrupted_sweep_resumes_its_trial_from_the_checkpoint(sweep_data_dir,
     assert proc.returncode == 143, out[-3000:]
     run_dir = logs[0].parent
     stopped_at = int(re.search(r"at step (\d+)", summary(run_dir)["error"]).group(1))
-    assert (run_dir / "checkpoint").is_dir() and summary(run_dir)["status"] == "running"
+    assert (run_dir / "checkpoint").is_dir() and summary(run_dir)["status"] == "stopped"
     assert [t.state for t in load(sweep_dir, "r1").get_trials()] == [TrialState.RUNNING]
 
     second = run_mer(args)

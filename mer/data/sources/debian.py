@@ -44,6 +44,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from mer.atomic_write import publish_file, write_text
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.sources.debian_extract import (
     EXTRACTOR_VERSION,
@@ -281,7 +282,7 @@ def _apt_get_download(package: str, version: str, debs_dir: Path) -> Path:
                 f"{(proc.stderr or proc.stdout).strip()[-800:]}\n"
                 "Check the network access to the Debian archive and run `apt-get update`."
             )
-        os.replace(debs[0], target)
+        publish_file(debs[0], target)
     return target
 
 
@@ -352,12 +353,6 @@ def _rule(cfg: DebianDocsConfig) -> dict:
 
 def _hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _find_cached(text_dir: Path, language: str, config_key: str) -> dict | None:
@@ -501,7 +496,7 @@ def _build(language: str, sources: list[tuple[PackageSource, str]], cfg: DebianD
         tmp_text.unlink(missing_ok=True)
         raise DataError(f"debian[{language}]: all {len(buckets)} documents hash alike; add packages")
     totals.update(documents=len(buckets), val_documents=n_val, train_documents=len(buckets) - n_val)
-    os.replace(tmp_text, text_dir / text_name)
+    publish_file(tmp_text, text_dir / text_name)
     meta = {
         "language": language,
         "fingerprint": fingerprint,
@@ -512,7 +507,7 @@ def _build(language: str, sources: list[tuple[PackageSource, str]], cfg: DebianD
         "packages": per_package,
         "totals": totals,
     }
-    _write_atomic(text_dir / f"{language}-{fingerprint[:16]}.meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
+    write_text(text_dir / f"{language}-{fingerprint[:16]}.meta.json", json.dumps(meta, indent=1, ensure_ascii=False))
     return meta
 
 
