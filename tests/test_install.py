@@ -35,3 +35,16 @@ def test_regular_install_finds_the_configs(tmp_path):
                               cwd=elsewhere, env=env, capture_output=True, text=True)
     assert composed.returncode == 0, composed.stderr
     assert "name: cpu-8m" in composed.stdout and "policy: reservoir" in composed.stdout
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """pyproject.toml lists the packages by hand (mer.conf maps to a folder outside mer/): a new subpackage that
+    is not listed would import from a checkout and be missing from a regular install."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {str(init.parent.relative_to(REPO)).replace(os.sep, ".")
+             for top in ("mer", "analysis", "sweeps", "hydra_plugins")
+             for init in (REPO / top).rglob("__init__.py") if "__pycache__" not in init.parts}
+    found = {"mer.conf" if name == "conf" else name for name in found}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
