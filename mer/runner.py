@@ -25,6 +25,7 @@ from mer import distributed
 from mer import metrics as metric_maths
 from mer.checkpoint import find_checkpoint
 from mer.config import RunConfig
+from mer.config_diff import config_differences
 from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
@@ -143,9 +144,11 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
     summary_path = run_dir / SUMMARY_FILE
     config_path = run_dir / CONFIG_JSON
     saved = read_json(config_path)
-    if saved is not None and _semantic(saved) != _semantic(resolved_config):
+    differences = config_differences(_semantic(saved), _semantic(resolved_config)) if saved is not None else []
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         raise RunConfigMismatch(
-            f"{run_dir} holds a run with a different config; use another run_name/runs_dir, "
+            f"{run_dir} holds a run with a different config ({shown}); use another run_name/runs_dir, "
             f"or delete {run_dir} to start over"
         )
     previous = read_json(summary_path)

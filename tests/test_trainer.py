@@ -112,7 +112,7 @@ def test_completed_run_is_skipped(small_bible, tmp_path):
 
 def test_run_directory_with_a_different_config_is_refused(small_bible, tmp_path):
     _train(tiny_run_config(small_bible[0], tmp_path, alpha=0.25, budget_tokens=512))
-    with pytest.raises(RunConfigMismatch, match="holds a run with a different config"):
+    with pytest.raises(RunConfigMismatch, match=r"holds a run with a different config \(alpha: 0.25 -> 0.5\)"):
         _train(tiny_run_config(small_bible[0], tmp_path, alpha=0.5, budget_tokens=512))
     # Where the run lives or how often it logs does not make it a different run.
     _train(tiny_run_config(small_bible[0], tmp_path, alpha=0.25, budget_tokens=512, log_every=3))
