@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="runs per model size and of the replay setting")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(f"| design | seeds per size | replicates | bootstrap refits | coverage of E | of b | of the multiplier | seconds |")
+    print("| design | seeds per size | replicates | bootstrap refits | coverage of E | of b | of the multiplier | seconds |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for design in DESIGNS:
         t0 = time.perf_counter()

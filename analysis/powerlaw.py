@@ -39,7 +39,6 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 from threadpoolctl import ThreadpoolController
 
-
 HUBER_DELTA = 1e-3
 """Huber threshold on log-residuals used by Hoffmann et al. and the Epoch replication."""
 EXPONENT_BOUNDS = (0.0, 4.0)

@@ -31,13 +31,22 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis import figures, tables
+from analysis.alignment import add_alignment
 from analysis.claims import Claim, check_claims
 from analysis.collect import Collection, collect, write_tables
 from analysis.compare import Comparison, compare_with_scaling, summary_lines
-from analysis.families import METRIC_WORDS, METRICS, NO_REPLAY, FamilyFit, fit_family, fit_summary, no_replay_runs, replay_families
+from analysis.families import (
+    METRIC_WORDS,
+    METRICS,
+    NO_REPLAY,
+    FamilyFit,
+    fit_family,
+    fit_summary,
+    no_replay_runs,
+    replay_families,
+)
 from analysis.fingerprints import MixedEvaluations, check_same_evaluation
 from analysis.problems import group_problems
-from analysis.alignment import add_alignment
 from analysis.provenance import mixed_code_warning, provenance_table
 
 

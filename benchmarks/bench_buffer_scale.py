@@ -59,8 +59,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import format_machine, machine_info
+
 from mer.data.stream import TaskStream
 from mer.flops import estimate_flops
 from mer.mfu import peak_flops_from_table

@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import format_machine, machine_info
 from rounds import rotated, spread
+
 from mer.data.config import DataConfig, TokenizerConfig
 from mer.data.pipeline import build_corpus, prepare_data
 from mer.data.shards import _batches, token_dtype, write_split

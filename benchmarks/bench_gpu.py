@@ -58,10 +58,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from machine import format_machine, machine_info
 from rounds import log, med, rotated, spread, verdict
 from synthetic_tokens import synthetic_data_config
+
 from mer.config import RunConfig
 from mer.data.config import DataConfig
 from mer.data.pipeline import PreparedData, prepare_data

@@ -54,9 +54,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from machine import format_machine, machine_info
 from rounds import log, med, rotated, spread, verdict
+
 from mer.config import EvalConfig, RunConfig
 from mer.data.config import DataConfig
 from mer.data.pipeline import prepare_data

@@ -32,9 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps per task (5 tasks)")
     args = parser.parse_args()
+    from machine import machine_info
     from mer_testing import small_bible_config
 
-    from machine import machine_info
     from mer.data.pipeline import prepare_data
 
     with tempfile.TemporaryDirectory() as folder:

@@ -66,9 +66,9 @@ def main() -> None:
         row["activations_bytes"] = plan.this_job.activations
         print(json.dumps(row))
         return
+    import mer.trainer  # noqa: F401
     from mer.data.pipeline import prepare_data
     from mer.runner import run_training
-    import mer.trainer  # noqa: F401
 
     prepare_data(cfg.data)
     from transformers import LlamaForCausalLM  # noqa: F401  (the code is the program's memory, not the run's)

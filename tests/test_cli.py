@@ -130,7 +130,7 @@ def test_sigterm_checkpoints_and_the_same_command_resumes(tmp_path):
     stopped_at = json.loads(metrics.read_text().splitlines()[-1])["step"]
     resumed = _run(args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resumed from checkpoint at step" in resumed.stderr + resumed.stdout
+    assert "resumed from checkpoint at step" in resumed.stderr + resumed.stdout
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"train"' in line]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # continued, not restarted
     assert max(steps) > stopped_at

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mer_testing import small_bible_config, tiny_run_config
 
 HERE = Path(__file__).resolve()

@@ -16,10 +16,10 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
+from mer_testing import tiny_run_config  # noqa: E402
+
 from mer.harness import HarnessError, read_records  # noqa: E402
 from mer.runner import run_training  # noqa: E402
-
-from mer_testing import tiny_run_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

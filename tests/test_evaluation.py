@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mer_testing import tiny_run_config
 
 from mer.config import EvalConfig
 from mer.data.stream import TaskSequence
 from mer.evaluation import eval_fingerprint, fingerprint_id, plan_windows, span_sha256
 from mer.model import get_preset
 from mer.trainer import Trainer
-
-from mer_testing import tiny_run_config
 
 CASES = [(n, context, stride)
          for n in (2, 3, 5, 16, 17, 18, 33, 64, 65, 66, 100, 129, 257, 1000)

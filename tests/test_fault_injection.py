@@ -18,9 +18,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fault_helpers import (
-    RUN_NAME, Finished, assert_killed, assert_prefix_of, assert_same_run, command, complete_lines, kill_when, run,
+    RUN_NAME,
+    Finished,
+    assert_killed,
+    assert_prefix_of,
+    assert_same_run,
+    command,
+    complete_lines,
+    kill_when,
+    run,
     torn_tail,
 )
 
@@ -246,10 +253,10 @@ def test_a_crashed_run_resumes_to_the_same_metrics(small_bible, tmp_path, monkey
     import importlib
     import json
 
-    from mer.runner import run_training
+    from fault_helpers import stable
     from mer_testing import tiny_run_config
 
-    from fault_helpers import stable
+    from mer.runner import run_training
 
     def train(cfg):
         return run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mer_testing import tiny_run_config
 
 from mer.config import EvalConfig
 from mer.evaluation import plan_windows
 from mer.grad_alignment import FSDP_REFUSAL, GradAlignment, build_grad_alignment
 from mer.runner import run_training
-
-from mer_testing import tiny_run_config
 
 
 class Unigram(torch.nn.Module):

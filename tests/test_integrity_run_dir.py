@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mer_testing import tiny_run_config
 
 from mer.integrity import RunDirectoryDamaged
 from mer.runner import run_training
 from mer.trainer import Trainer
-
-from mer_testing import tiny_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mer_testing import tiny_run_config
 
 REPO = Path(__file__).resolve().parents[1]

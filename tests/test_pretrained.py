@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from mer_testing import save_tiny_llama, tiny_run_config
 
 from mer.config import RunConfig
 from mer.flops import estimate_flops
 from mer.model import count_parameters, get_preset
 from mer.runner import run_training
 from mer.trainer import Trainer
-
-from mer_testing import save_tiny_llama, tiny_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mer_testing import tiny_run_config
 
 from mer.provenance import PACKAGE_DIR, PROVENANCE_FILE, git_state, record_attempt
 from mer.runner import run_training
 from mer.trainer import Trainer, TrainingStopped
-
-from mer_testing import tiny_run_config
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

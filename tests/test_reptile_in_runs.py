@@ -6,10 +6,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+from mer_testing import tiny_run_config
+
 from mer.replay import BufferConfig
 from mer.runner import run_training
-
-from mer_testing import tiny_run_config
 
 
 def _train(cfg) -> dict:

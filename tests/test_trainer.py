@@ -6,14 +6,13 @@ import json
 import signal
 
 import pytest
+from mer_testing import tiny_run_config
 
 from mer.config import RunConfig
 from mer.data.corpus import DataError
 from mer.evaluation import fingerprint_id
 from mer.runner import RunConfigMismatch, run_training
 from mer.trainer import Trainer, TrainingStopped
-
-from mer_testing import tiny_run_config
 
 
 def _resolved(cfg: RunConfig) -> dict:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from itertools import chain
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np

@@ -21,7 +21,6 @@ from mer.budget import new_blocks_needed, steps_per_task
 from mer.data.corpus import DataError
 from mer.data.shards import ShardInfo
 
-
 _MIX_1, _MIX_2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 
 

@@ -8,9 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.claims import CONTRADICTS, SUPPORTS, UNDECIDED, Check, Claim, _compute_check, bonferroni, check_claims, compute_claim
-from analysis.families import NO_REPLAY, fit_family, no_replay_runs
+from analysis.claims import (
+    CONTRADICTS,
+    SUPPORTS,
+    UNDECIDED,
+    Check,
+    Claim,
+    _compute_check,
+    bonferroni,
+    check_claims,
+    compute_claim,
+)
 from analysis.compare import Comparison
+from analysis.families import NO_REPLAY, fit_family, no_replay_runs
 from analysis.problems import group_problems
 
 SIZES = {"s1": 1e6, "s2": 4e6}

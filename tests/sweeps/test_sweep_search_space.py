@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from hydra_plugins.mer_sweeps.search_space import format_value, parse_search_space
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hydra_plugins.mer_sweeps.search_space import format_value, parse_search_space
 
 
 def test_each_sweep_kind_maps_to_its_distribution():

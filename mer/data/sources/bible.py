@@ -17,10 +17,10 @@ import hashlib
 import importlib.metadata
 import re
 import sqlite3
-from itertools import islice
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
+from itertools import islice
 from pathlib import Path
 
 from mer.data.corpus import DataError, TaskCorpus

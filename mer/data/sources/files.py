@@ -14,8 +14,8 @@ import hashlib
 import io
 import json
 import zlib
-from itertools import islice
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 from mer.data.corpus import DataError, TaskCorpus
