@@ -3,8 +3,8 @@
 `checkpoint/manifest.json` lists `state.pt` and, under FSDP, every file of `sharded/` with its size and
 sha256, plus the state of metrics.jsonl the checkpoint belongs to (`mer.run_dir.MetricsLog.checkpoint_state`:
 bytes, records, sha256 of those bytes, the last record's step and event). It is the last file written into
-`checkpoint.tmp/`, so a checkpoint without it is either from an older `mer` (accepted with a warning) or
-was never published. `verify_checkpoint` recomputes every hash before the checkpoint is loaded: a
+`checkpoint.tmp/`, so a checkpoint without it is either from an older `mer` (accepted with a warning; its
+state.pt records the log's length alone), was never published, or lost its manifest (refused). `verify_checkpoint` recomputes every hash before the checkpoint is loaded: a
 truncated file, a few flipped bits or a missing shard are refused with the file named (docs/run_directory.md).
 """
 
@@ -77,6 +77,7 @@ def verify_checkpoint(directory: Path) -> dict[str, Any] | None:
     manifest = read_manifest(directory)
     run_dir = directory.parent
     if manifest is None:
+        _refuse_a_deleted_manifest(directory)
         log.warning("%s has no %s (written by an older mer): its files cannot be verified", directory, MANIFEST_FILE)
         return None
     files = [Path(name) for name in manifest["files"]]
@@ -96,3 +97,21 @@ def verify_checkpoint(directory: Path) -> dict[str, Any] | None:
                                       f"manifest recorded {expected[:16]}... when it was written (changed bytes on "
                                       f"disk); {start_over_hint(run_dir)}")
     return manifest
+
+
+def _refuse_a_deleted_manifest(directory: Path) -> None:
+    """A checkpoint without a manifest is accepted only from a `mer` older than manifests: one whose state.pt
+    records the metrics log's state as a table (`MetricsTally.state`) was written together with a manifest,
+    so its manifest was deleted and its files cannot be trusted. state.pt is memory-mapped: no tensor is read."""
+    import torch
+
+    state_path = directory / "state.pt"
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # a truncated or foreign file: no manifest to say which
+        raise RunDirectoryDamaged(f"{directory / MANIFEST_FILE} is missing and {state_path} cannot be read ({error}); "
+                                  f"{start_over_hint(directory.parent)}") from None
+    if isinstance(state, dict) and isinstance(state.get("metrics"), dict):
+        raise RunDirectoryDamaged(f"{directory / MANIFEST_FILE} is missing: {state_path} was written with a manifest "
+                                  f"listing the sha256 of every checkpoint file, so without it the checkpoint cannot "
+                                  f"be verified (the file was deleted); {start_over_hint(directory.parent)}")

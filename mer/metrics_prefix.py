@@ -44,10 +44,11 @@ class MetricsTally:
 def tally_lines(path: Path, data: bytes) -> MetricsTally:
     """Parse `data` (the start of `path`) as complete JSON lines; refuse a line that is not one."""
     tally = MetricsTally()
-    if data and not data.endswith(b"\n"):
-        raise RunDirectoryDamaged(f"{path}: its first {len(data)} bytes do not end at a record boundary (the last "
-                                  f"line is cut short); {start_over_hint(path.parent)}")
-    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+    lines = data.splitlines(keepends=True)
+    # A line that is cut short is only reported after the complete lines before it parse: a damaged line
+    # earlier in the file (which also shifts where the cut falls) is what the message must name.
+    cut_short = lines.pop() if lines and not lines[-1].endswith(b"\n") else None
+    for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
             if not isinstance(record, dict):
@@ -57,6 +58,9 @@ def tally_lines(path: Path, data: bytes) -> MetricsTally:
             raise RunDirectoryDamaged(f"{path}: line {number} is not a metrics record ({error}; it starts "
                                       f"{shown!r}); {start_over_hint(path.parent)}") from None
         tally.add(line, record)
+    if cut_short is not None:
+        raise RunDirectoryDamaged(f"{path}: its first {len(data)} bytes do not end at a record boundary (the last "
+                                  f"line is cut short); {start_over_hint(path.parent)}")
     return tally
 
 

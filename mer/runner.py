@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         raise RunConfigMismatch(
             f"{run_dir} holds a run with a different config ({shown}); use another run_name/runs_dir, "
-            f"or delete {run_dir} to start over"
+            f"or start over with `rm -r {shlex.quote(str(run_dir))}` (the earlier run's files go with it)"
         )
     previous = read_json(summary_path)
     if previous is not None and previous.get("status") == COMPLETED:

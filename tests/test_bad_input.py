@@ -3,7 +3,10 @@ changes (the runs and data folders are snapshotted before and compared after: ev
 
 Configs go through Hydra's compose API and `to_dataclass`, as `python -m mer.run` composes them; corpora through
 `prepare_data`; run directories and checkpoints through `run_training`; Optuna storages through the sweeper's own
-`_open_study`. A handful of cases run the real command line: exit code 2, one message, no traceback.
+`_open_study`. Damaged files (token shards, shard manifests, the cached tokenizer, checkpoint files and their
+manifest, metrics.jsonl, config.json, the run lock) are made in copies of one real checkpointed run and its data
+cache, and each refusal must name the file and its fix. A handful of cases run the real command line: exit code
+2, one message, no traceback.
 """
 
 from __future__ import annotations
@@ -372,6 +375,278 @@ def test_a_run_directory_that_does_not_match_is_refused_untouched(case, tiny_cfg
     assert_unchanged(before, snapshot(run_dir.parent, data_dir))
 
 
+# ------------------------------------------------------------------------------------------------- damaged files
+# The integrity checks (docs/run_directory.md, "What is verified when"): every damaged file of a real run and a
+# real data cache is refused before any training, naming the file and a fix that works (`python -m
+# mer.start_over RUN_DIR` or `rm -r <folder>`; tests/test_integrity_*.py run each fix), and nothing changes.
+@pytest.fixture(scope="module")
+def checkpointed(small_bible, tmp_path_factory):
+    """One run stopped after 5 of its 6 steps (checkpoints at step 2 and 4): (its config, its runs folder).
+
+    Made once; each case damages a private copy (`damaged_copy`)."""
+    import dataclasses
+
+    import torch
+    from mer_testing import tiny_run_config
+
+    from mer.runner import run_training
+    from mer.trainer import Trainer
+
+    data = dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:2])
+    runs = tmp_path_factory.mktemp("checkpointed") / "runs"
+    cfg = tiny_run_config(data, runs, budget_tokens=512, checkpoint_every=2, log_every=1, peak_flops=1e12)
+    original, calls = Trainer.train_step, {"n": 0}
+
+    def killed_after_five_steps(self, task):
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")  # no checkpoint at the kill, like kill -9 mid-task
+        calls["n"] += 1
+        return original(self, task)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny runs on shared cores: more threads only make them slower
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_step", killed_after_five_steps)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(cfg, "run", _resolved(cfg))
+    torch.set_num_threads(threads)
+    assert (runs / "run" / "checkpoint" / "manifest.json").is_file()
+    return cfg, runs
+
+
+def _resolved(cfg) -> dict:
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+@pytest.fixture
+def damaged_copy(checkpointed, tmp_path):
+    """A private copy of the checkpointed run and of its data cache: (config pointing at them, run dir, data dir)."""
+    import dataclasses
+    import shutil
+
+    cfg, runs = checkpointed
+    shutil.copytree(runs, tmp_path / "runs")
+    shutil.copytree(cfg.data.data_dir, tmp_path / "data")
+    cfg = dataclasses.replace(cfg, runs_dir=str(tmp_path / "runs"),
+                              data=dataclasses.replace(cfg.data, data_dir=str(tmp_path / "data")))
+    return cfg, tmp_path / "runs" / "run", tmp_path / "data"
+
+
+def _flip_bits(path: Path, offsets: list[int]) -> None:
+    data = bytearray(path.read_bytes())
+    for offset in offsets:
+        data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def _damage_data(cfg, case: str) -> tuple[Path, Path, list[str]]:
+    """Damage the data cache of the run's tasks: (the damaged file, the folder the fix removes, what the message
+    must say)."""
+    from mer.data.pipeline import prepare_data
+
+    prepared = prepare_data(cfg.data)  # the cache is complete: this only finds (and checks) the run's files
+    shard = prepared.shards[0].path("train")
+    if case == "shard zeroed at the same size":
+        shard.write_bytes(bytes(shard.stat().st_size))
+        return shard, shard.parent, ["does not match", "its sha256 is"]
+    if case == "random bytes in a shard":
+        with open(shard, "r+b") as handle:
+            handle.seek(shard.stat().st_size // 2)
+            handle.write(os.urandom(64))
+        return shard, shard.parent, ["does not match", "its sha256 is"]
+    if case == "shard truncated":
+        _truncate(shard)
+        return shard, shard.parent, ["has the wrong size"]
+    manifest = shard.parent / "manifest.json"
+    if case == "shard manifest deleted":
+        manifest.unlink()
+        return shard.parent, shard.parent, ["has no manifest.json"]
+    if case == "shard manifest not JSON":
+        manifest.write_text(manifest.read_text()[:-20] + ", oops")
+        return manifest, shard.parent, ["is corrupt"]
+    tokenizer = prepared.tokenizer_dir / "tokenizer.json"
+    if case == "tokenizer.json deleted":
+        tokenizer.unlink()
+        return tokenizer, tokenizer.parent, ["is missing"]
+    if case == "tokenizer.json changed":
+        tokenizer.write_text(tokenizer.read_text().replace('"<|endoftext|>"', '"<|end|>"'))
+        return tokenizer, tokenizer.parent, ["changed since the tokenizer was trained"]
+    raise AssertionError(case)
+
+
+DATA_DAMAGE_CASES = ["shard zeroed at the same size", "random bytes in a shard", "shard truncated",
+                     "shard manifest deleted", "shard manifest not JSON", "tokenizer.json deleted",
+                     "tokenizer.json changed"]
+
+
+def _refusal_of(cfg, run_name: str, *errors: type[BaseException]) -> str:
+    from mer.runner import run_training
+
+    with pytest.raises(errors) as refusal:
+        run_training(cfg, run_name, _resolved(cfg))
+    return str(refusal.value)
+
+
+@pytest.mark.parametrize("case", DATA_DAMAGE_CASES)
+def test_a_damaged_data_cache_is_refused_with_the_file_and_the_fix(case, damaged_copy):
+    """A new run on a damaged cache: refused by the preparation that starts every run, before the model exists;
+    the new run leaves nothing behind and the earlier run and the cache stay as they were."""
+    import shlex
+
+    from mer.data.corpus import DataError
+
+    cfg, run, data = damaged_copy
+    damaged, folder, expected = _damage_data(cfg, case)
+    before = snapshot(run.parent, data)
+    message = _refusal_of(cfg, "new", DataError)
+    assert str(damaged) in message, message
+    assert f"`rm -r {shlex.quote(str(folder))}`" in message, message
+    for part in expected:
+        assert part in message, message
+    # the data cache's lock file may be new (it is taken to check the entry); nothing that was there changes
+    assert_unchanged(before, snapshot(run.parent, data), new_allowed=True)
+    assert not (run.parent / "new").exists()
+
+
+def _damage_run(run: Path, case: str) -> tuple[Path, list[str]]:
+    """Damage the checkpointed run: (the file the message must name, what else it must say)."""
+    state, manifest = run / "checkpoint" / "state.pt", run / "checkpoint" / "manifest.json"
+    metrics = run / "metrics.jsonl"
+    if case == "state.pt truncated":
+        _truncate(state)
+        return state, ["bytes, its checkpoint manifest says"]
+    if case == "state.pt with flipped bits":
+        size = state.stat().st_size
+        _flip_bits(state, [size // 3, size // 2, 2 * size // 3])  # deep in the tensors: torch.load reads them
+        return state, ["is damaged: its sha256 is"]
+    if case == "checkpoint manifest deleted":
+        manifest.unlink()
+        return manifest, ["is missing"]
+    if case == "checkpoint manifest edited":
+        listed = json.loads(manifest.read_text())
+        listed["files"]["state.pt"]["sha256"] = "0" * 64
+        manifest.write_text(json.dumps(listed, indent=2))
+        return state, ["is damaged: its sha256 is"]
+    if case == "checkpoint manifest not JSON":
+        manifest.write_text(manifest.read_text()[:40])
+        return manifest, ["cannot be read"]
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    if case == "metrics shorter than the checkpoint saw":
+        metrics.write_bytes(b"".join(lines[:2]))
+        return metrics, ["fewer than the", "the checkpoint has seen"]
+    if case == "a metrics line edited":
+        text = metrics.read_text()
+        at = text.index('"loss": ') + len('"loss": ')
+        metrics.write_text(text[:at] + ("9" if text[at] != "9" else "8") + text[at + 1:])  # same length
+        return metrics, ["differs from the log the checkpoint has seen"]
+    if case == "garbage in the middle of metrics":
+        metrics.write_bytes(b"".join(lines[:2]) + b"\x00\xff garbage \x01\n" + b"".join(lines[2:]))
+        return metrics, ["line 3 is not a metrics record"]
+    raise AssertionError(case)
+
+
+RUN_DAMAGE_CASES = ["state.pt truncated", "state.pt with flipped bits", "checkpoint manifest deleted",
+                    "checkpoint manifest edited", "checkpoint manifest not JSON",
+                    "metrics shorter than the checkpoint saw", "a metrics line edited",
+                    "garbage in the middle of metrics"]
+
+
+@pytest.mark.parametrize("case", RUN_DAMAGE_CASES)
+def test_a_damaged_run_directory_is_refused_with_the_file_and_the_fix(case, damaged_copy):
+    """The relaunch of the checkpointed run: refused before the data is prepared or the model built."""
+    import shlex
+
+    from mer.integrity import RunDirectoryDamaged
+
+    cfg, run, data = damaged_copy
+    damaged, expected = _damage_run(run, case)
+    before = snapshot(run.parent, data)
+    message = _refusal_of(cfg, "run", RunDirectoryDamaged)
+    assert str(damaged) in message, message
+    assert f"`python -m mer.start_over {shlex.quote(str(run))}`" in message, message
+    for part in expected:
+        assert part in message, message
+    assert_unchanged(before, snapshot(run.parent, data))
+
+
+def test_the_undamaged_copy_resumes(damaged_copy):
+    """The control of the two tables above: the copies themselves pass every check (the damage is refused, not
+    the copying), and the run then completes."""
+    from mer.resume_check import check_run_directory
+    from mer.runner import run_training
+
+    cfg, run, data = damaged_copy
+    check_run_directory(run)
+    assert run_training(cfg, "run", _resolved(cfg))["status"] == "completed"
+
+
+def test_a_checkpoint_of_an_older_mer_without_a_manifest_is_still_accepted(tmp_path):
+    """The deleted-manifest refusal tells a deleted manifest from a checkpoint written before manifests existed
+    (its state.pt records the log's length alone): that one still resumes, with a warning."""
+    import torch
+
+    from mer.checkpoint_integrity import verify_checkpoint
+
+    checkpoint = tmp_path / "run" / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    torch.save({"step": 4, "metrics_bytes": 120, "model": {"w": torch.zeros(3)}}, checkpoint / "state.pt")
+    assert verify_checkpoint(checkpoint) is None
+
+
+def test_a_run_directory_with_another_alpha_is_refused_naming_the_change(damaged_copy):
+    import shlex
+
+    from mer.runner import RunConfigMismatch
+
+    cfg, run, data = damaged_copy
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "alpha": 0.5}))
+    before = snapshot(run.parent, data)
+    message = _refusal_of(cfg, "run", RunConfigMismatch)
+    assert str(run) in message and "alpha: 0.5 -> 0.25" in message, message
+    assert f"`rm -r {shlex.quote(str(run))}`" in message, message
+    assert_unchanged(before, snapshot(run.parent, data))
+
+
+def test_a_run_directory_locked_by_a_live_process_is_refused_naming_its_pid(damaged_copy):
+    """Another process (a real one) holds the run directory's lock: the relaunch is refused naming it."""
+    from mer.run_lock import RunDirLocked
+
+    cfg, run, data = damaged_copy
+    with _lock_holder(run) as holder:
+        before = snapshot(run.parent, data)
+        message = _refusal_of(cfg, "run", RunDirLocked)
+        assert_unchanged(before, snapshot(run.parent, data))
+    assert f"{run} is in use by pid {holder.pid} on " in message, message
+    assert "wait for it to end (or stop it)" in message, message
+
+
+class _lock_holder:
+    """A Python process that takes `run`'s lock through mer.run_lock and holds it until the block ends."""
+
+    def __init__(self, run: Path) -> None:
+        self.run = run
+
+    def __enter__(self) -> subprocess.Popen:
+        code = ("import sys; from pathlib import Path; from mer.run_lock import RunLock; "
+                "lock = RunLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); sys.stdin.read()")
+        self.process = subprocess.Popen([sys.executable, "-c", code, str(self.run)], cwd=REPO, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout.readline().strip() == "held"
+        return self.process
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stdin.close()  # it reads to the end of its input, then exits and the kernel frees the lock
+        self.process.wait(timeout=60)
+
+
 # ------------------------------------------------------------------------------------------------- storages
 STORAGE_CASES = [
     ("notaurl", "use null, sqlite, journal, journal:<path> or a URL"),
@@ -431,3 +706,53 @@ def test_the_command_line_prints_one_message_and_exits_2(module, args, expected,
     assert expected in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout and "HYDRA_FULL_ERROR" not in proc.stderr, proc.stderr
     assert_unchanged(before, snapshot(runs, data))
+
+
+def _small_run_args(small_bible_cfg, data: Path, runs: Path, run_name: str) -> list[str]:
+    """`python -m mer.run` overrides of a tiny two-task run on (a copy of) the small Bible cache."""
+    tasks = ",".join(f"{{name:{t.name},max_train_documents:{t.max_train_documents}}}"
+                     for t in small_bible_cfg.tasks[:2])
+    return [f"data.tasks=[{tasks}]", f"data.data_dir={data}", f"runs_dir={runs}", f"run_name={run_name}",
+            f"data.tokenizer.vocab_size={small_bible_cfg.tokenizer.vocab_size}",
+            f"data.tokenizer.train_chars_per_task={small_bible_cfg.tokenizer.train_chars_per_task}",
+            "model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8", "data.budget_tokens=512",
+            "data.eval_tokens=65", "threads=1", "peak_flops=1e12"]
+
+
+def _one_line_refusal(proc: subprocess.CompletedProcess, needle: str) -> str:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    return next(line for line in output.splitlines() if needle in line)
+
+
+@pytest.mark.slow
+def test_the_run_command_refuses_a_zeroed_shard_in_one_line(small_bible, damaged_copy):
+    """As a user meets it: `python -m mer.run` on a cache whose shard was overwritten with zeros at the same size
+    exits 2 with one line naming the shard and `rm -r <its folder>`; nothing is written."""
+    import shlex
+
+    from mer.config import RunConfig, to_dataclass
+    from mer.data.pipeline import prepare_data
+
+    _, run, data = damaged_copy
+    args = _small_run_args(small_bible[0], data, run.parent, "new")
+    shard = prepare_data(to_dataclass(compose(args), RunConfig).data).shards[0].path("train")  # the command's shard
+    shard.write_bytes(bytes(shard.stat().st_size))
+    before = snapshot(run.parent, data)
+    line = _one_line_refusal(run_cli("mer.run", args), "does not match")
+    assert str(shard) in line and f"`rm -r {shlex.quote(str(shard.parent))}`" in line, line
+    assert_unchanged(before, snapshot(run.parent, data), new_allowed=True)  # the cache's lock file may be new
+    assert not (run.parent / "new").exists()
+
+
+@pytest.mark.slow
+def test_the_run_command_refuses_a_run_directory_in_use_in_one_line(small_bible, damaged_copy):
+    """A second `python -m mer.run` of a run another live process owns exits 2 naming that process's pid."""
+    _, run, data = damaged_copy
+    with _lock_holder(run) as holder:
+        before = snapshot(run.parent, data)
+        proc = run_cli("mer.run", _small_run_args(small_bible[0], data, run.parent, "run"))
+        assert_unchanged(before, snapshot(run.parent, data))
+    line = _one_line_refusal(proc, "is in use by")
+    assert f"{run} is in use by pid {holder.pid} on " in line and "wait for it to end" in line, line
