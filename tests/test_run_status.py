@@ -80,19 +80,19 @@ def test_a_stop_signal_during_start_up_ends_stopped(small_bible, tmp_path, signu
     assert not (run_dir / "checkpoint").exists()
 
 
-def test_an_error_during_start_up_ends_failed_with_the_reason(small_bible, tmp_path):
-    """A damaged checkpoint fails the run while it resumes, before training: status failed, the reason recorded."""
+def test_a_damaged_checkpoint_is_refused_before_the_run_directory_is_written(small_bible, tmp_path):
+    """A checkpoint that cannot be read is caught by the checks before any work (mer.resume_check): the run is
+    refused naming the file, and the directory is left as it was: no summary.json, the lock free."""
     from mer.runner import run_training
 
     cfg = tiny_run_config(small_bible[0], tmp_path)
     run_dir = tmp_path / "run"
     (run_dir / "checkpoint").mkdir(parents=True)
     (run_dir / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception, match="checkpoint"):
+    with pytest.raises(Exception, match=r"checkpoint.*state\.pt"):
         run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
-    summary = read_summary(run_dir)
-    assert summary["status"] == "failed" and "checkpoint" in summary["error"], summary
-    assert effective_status(run_dir, summary) == "failed" and not lock_is_held(run_dir)
+    assert read_summary(run_dir) is None
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint"] and not lock_is_held(run_dir)
 
 
 @pytest.fixture
