@@ -20,6 +20,7 @@ from mer.atomic_write import publish_directory
 from mer.fault_points import fault_point
 
 STATE_FILE = "state.pt"
+CHECKPOINT_DIRS = ("checkpoint", "checkpoint.old")  # where a resume looks, in this order
 
 
 def begin_checkpoint(run_dir: Path) -> Path:
@@ -49,7 +50,7 @@ def commit_checkpoint(run_dir: Path) -> Path:
 
 def find_checkpoint(run_dir: Path) -> Path | None:
     """The latest complete checkpoint: `checkpoint/`, or `checkpoint.old/` if a kill hit between renames."""
-    for name in ("checkpoint", "checkpoint.old"):
+    for name in CHECKPOINT_DIRS:
         path = run_dir / name / STATE_FILE
         if path.is_file():
             return path

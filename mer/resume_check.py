@@ -14,15 +14,14 @@ import logging
 import os
 from pathlib import Path
 
-from mer.checkpoint import STATE_FILE
+from mer.checkpoint import CHECKPOINT_DIRS, STATE_FILE
 from mer.checkpoint_integrity import MANIFEST_FILE, verify_checkpoint
 from mer.integrity import discarded_name
 from mer.metrics_prefix import verify_prefix
+from mer.run_dir import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIRS = ("checkpoint", "checkpoint.old")  # the order `mer.checkpoint.find_checkpoint` looks in
 
 
 def published_checkpoint(run_dir: Path) -> Path | None:

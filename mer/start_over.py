@@ -16,16 +16,17 @@ import sys
 from pathlib import Path
 
 from mer.integrity import discarded_name  # no torch: the command starts in a moment
+from mer.run_dir import CONFIG_JSON, METRICS_FILE, SUMMARY_FILE
 from mer.run_lock import RunDirLocked, RunLock
 
-KEPT_ASIDE = ("metrics.jsonl", "summary.json", "downstream.jsonl", "models")
+KEPT_ASIDE = (METRICS_FILE, SUMMARY_FILE, "downstream.jsonl", "models")
 REMOVED = ("checkpoint", "checkpoint.old", "checkpoint.tmp")
 
 
 def start_over(run_dir: Path) -> list[str]:
     """Rename the run's results aside and remove its checkpoint; returns one line per thing done."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() and not (run_dir / "metrics.jsonl").is_file():
+    if not (run_dir / CONFIG_JSON).is_file() and not (run_dir / METRICS_FILE).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json, no metrics.jsonl); give the "
                                 "folder <runs_dir>/<run name> that the refusal named")
     done = []

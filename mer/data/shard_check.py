@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shlex
 import time
 from pathlib import Path
 
 import numpy as np
 
+from mer.atomic_write import write_text
 from mer.data.corpus import DataError
 from mer.integrity import CHUNK_BYTES
 
@@ -92,11 +92,9 @@ def verify_shard_files(directory: Path, manifest: dict, paths: dict[str, Path], 
         if time.time_ns() - max(identity["mtime_ns"], identity["ctime_ns"]) > RACY_NS:
             fresh[split] = {"identity": identity, "sha256": expected, "max_token_id": largest}
     if fresh != stamps:  # stamps of files changed since (or not stamped now) are dropped, never kept stale
-        tmp = stamp_path.with_name(f".{STAMP_FILE}.tmp-{os.getpid()}")
         try:
             if fresh:
-                tmp.write_text(json.dumps(fresh, indent=2))
-                os.replace(tmp, stamp_path)
+                write_text(stamp_path, json.dumps(fresh, indent=2))
             else:
                 stamp_path.unlink(missing_ok=True)
         except OSError as error:  # a read-only shared cache: verified again next time, nothing worse
