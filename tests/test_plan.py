@@ -151,7 +151,8 @@ def test_plan_settings_are_checked():
 
     for bad, message in ((dict(plan_mfu=0), "plan_mfu=0"), (dict(max_hours=0), "max_hours=0"),
                          (dict(plan_gpu="Voodoo3"), "plan_gpu='Voodoo3'"),
-                         (dict(plan_csv="x.csv"), "add plan=true")):
+                         (dict(plan_csv="x.csv"), "add plan=true"), (dict(plan_gpu="A100"), "add plan=true"),
+                         (dict(plan_world_size=4), "add plan=true")):
         with pytest.raises(ValueError, match=message):
             RunConfig(**bad)
 

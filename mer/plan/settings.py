@@ -22,5 +22,13 @@ def check_plan_settings(cfg: Any) -> None:
         if cfg.precision == "bf16" and peak_flops_from_table(cfg.plan_gpu, "bf16") is None:
             raise ValueError(f"plan_gpu={cfg.plan_gpu!r} has no bf16 tensor cores; plan precision=bf16 on an "
                              "A100/H100-class GPU, or precision=fp32")
+    # These three shape only what plan=true prints (the fit check of a run uses this job's own device and
+    # world size): without it they would do nothing, so they are refused.
     if cfg.plan_csv is not None and not cfg.plan:
         raise ValueError(f"plan_csv={cfg.plan_csv!r} is written by plan=true only; add plan=true, or drop plan_csv")
+    if cfg.plan_gpu is not None and not cfg.plan:
+        raise ValueError(f"plan_gpu={cfg.plan_gpu!r} sets the GPU-hours of plan=true only; add plan=true, or drop "
+                         "plan_gpu")
+    if cfg.plan_world_size is not None and not cfg.plan:
+        raise ValueError(f"plan_world_size={cfg.plan_world_size!r} sets the ddp/fsdp rows of plan=true only; add "
+                         "plan=true, or drop plan_world_size")
