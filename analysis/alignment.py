@@ -1,7 +1,7 @@
 """Gradient alignment over training: the figure, the table and the report section (runs with eval.grad_alignment).
 
 With `eval.grad_alignment=true` every evaluation record holds `grad_cosine` (earlier task -> cosine of its
-held-out gradient with the current task's), `grad_cosine_mean` and `grad_norm` (`mer.grad_alignment`,
+held-out gradient with the current task's), `grad_cosine_mean` and `grad_norm` (`mer.evaluation.grad_alignment`,
 docs/run_directory.md). Here they become:
 
 - columns `grad_cosine_mean` and `grad_cosine.<task>` of the evals table (NaN where not measured: runs without
@@ -160,7 +160,7 @@ def add_alignment(rep) -> None:
     rep.files += [tdir / f"{TABLE}.md", tdir / f"{TABLE}.tex"]
     lines = ["", "## Gradient alignment", "",
              "Cosine similarity between the gradient of the task being trained and that of each earlier task, on fixed "
-             "held-out windows at every evaluation (`eval.grad_alignment=true`, `mer.grad_alignment`); positive: a "
+             "held-out windows at every evaluation (`eval.grad_alignment=true`, `mer.evaluation.grad_alignment`); positive: a "
              "step on the current task also lowers the earlier tasks' losses (to first order), negative: it raises them. "
              f"{CAPTION}.", "", tables.to_markdown(table), f"LaTeX: [tables/{TABLE}.tex](tables/{TABLE}.tex); every "
              "evaluation: the `grad_cosine_mean` and `grad_cosine.<task>` columns of `data/evals.csv`.", ""]

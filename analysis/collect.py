@@ -1,6 +1,6 @@
 """Run directories -> two tidy tables: one row per evaluation (`evals`) and one row per run (`runs`).
 
-Every metric is recomputed from the raw per-task losses in metrics.jsonl with `mer.metrics`, the
+Every metric is recomputed from the raw per-task losses in metrics.jsonl with `mer.evaluation.metrics`, the
 same code the trainer uses for summary.json; the `summary_agrees` column says whether the two
 match. Incomplete, failed and unreadable runs are kept and flagged (`status`, `complete`,
 `usable`, `problems`), never dropped.
@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from analysis.alignment import alignment_columns
 from analysis.provenance import provenance_columns
 from analysis.rundir import RunData, is_run_dir, read_run
-from mer import metrics
+from mer.evaluation import metrics
 
 FLOP_KINDS = ("flops_new", "flops_replay", "flops_eval", "flops_reptile", "flops_train")
 RECORD_FIELDS = ("step", "task", "task_index", "tokens_new", "tokens_replay", *FLOP_KINDS, "lr", "wall_time")
@@ -106,7 +106,7 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
     tasks: list[str] = s["tasks"]
     summary = run.summary or {}
     problems = list(run.problems)
-    # What the losses were measured on (mer.evaluation); None for runs from before the fingerprint.
+    # What the losses were measured on (mer.evaluation.windows); None for runs from before the fingerprint.
     fingerprint = summary.get("eval_fingerprint_id")
     base: dict[str, Any] = {
         "run_id": run_id,

@@ -51,7 +51,7 @@ def read_downstream(runs: Iterable[tuple[str, Path]]) -> tuple[pd.DataFrame, lis
 
 
 HEADLINE_METRICS = ("acc_mutual_info", "acc_norm", "acc")
-"""The metric shown for a task, the first it has (as `mer.harness.HEADLINE_METRICS`): acc_mutual_info where a task
+"""The metric shown for a task, the first it has (as `mer.evaluation.harness.HEADLINE_METRICS`): acc_mutual_info where a task
 asks for it (bible_cloze), else acc_norm (hellaswag, arc...), else acc, else the task's first metric."""
 
 

@@ -2,7 +2,7 @@
 
 A run's summary.json carries `eval_fingerprint_id`: a digest of the tokenizer, the evaluation windows
 (eval.context, eval.stride) and the held-out token spans (data.eval_tokens of each task's validation
-split) its losses were measured on (`mer.evaluation`). Losses of runs with different fingerprints are
+split) its losses were measured on (`mer.evaluation.windows`). Losses of runs with different fingerprints are
 different measurements: a power law through them, or a multiplier between them, would mix tokens and
 contexts with model quality. Runs from before the fingerprint existed form the group "unknown", which
 cannot be combined with runs that have one either (nothing says what they were scored on).

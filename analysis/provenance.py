@@ -1,7 +1,7 @@
 """Which code produced each run, and a warning when runs combined in one comparison ran different code.
 
 Every attempt at a run records its git commit, whether tracked files differed from it (dirty) and its command
-line in summary.json's `provenance` (`mer.provenance`, docs/run_directory.md). Here that becomes columns of the
+line in summary.json's `provenance` (`mer.rundir.provenance`, docs/run_directory.md). Here that becomes columns of the
 runs table, a per-run table for the report, and a warning: a fit or a replay-versus-scaling comparison over
 runs of different code versions may show a change of the code, not of the settings. A code version is the
 commit's first 12 hex digits, with `+dirty` when tracked files had uncommitted changes (two dirty runs of one

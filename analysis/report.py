@@ -130,7 +130,7 @@ def build_report(
     _write_markdown(rep, paths)
     with _stage(rep, "adding the gradient alignment"):  # runs trained with eval.grad_alignment=true
         add_alignment(rep)
-    with _stage(rep, "adding the downstream accuracy"):  # runs scored with lm-evaluation-harness (mer.downstream)
+    with _stage(rep, "adding the downstream accuracy"):  # runs scored with lm-evaluation-harness (mer.evaluation.downstream)
         from analysis.downstream import add_downstream
 
         add_downstream(rep)

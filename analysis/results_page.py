@@ -24,7 +24,7 @@ from analysis.claims import Claim
 from analysis.compare import summary_lines
 from analysis.families import METRIC_WORDS, METRICS, add_setting_columns
 from analysis.problems import group_problems
-from mer.run_dir import read_summary
+from mer.rundir.layout import read_summary
 
 if TYPE_CHECKING:
     from analysis.report import Report

@@ -1,6 +1,6 @@
 """Read one run directory (config, metrics.jsonl, summary.json) into plain Python values.
 
-Field names follow docs/run_directory.md; the files are found and read through `mer.run_dir`, which owns
+Field names follow docs/run_directory.md; the files are found and read through `mer.rundir.layout`, which owns
 the format (config.json, or config.yaml when config.json cannot be read; the status as readers report
 it). Nothing here raises for a broken run: a run that cannot be read fully is returned with what could
 be read and a list of `problems`, so the analysis can flag it instead of dropping it silently. A run
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mer.run_dir import (
+from mer.rundir.layout import (
     CONFIG_JSON,
     CONFIG_YAML,
     METRICS_FILE,
@@ -49,7 +49,7 @@ class RunData:
     summary: dict[str, Any] | None
     problems: list[str] = field(default_factory=list)
     status: str = "unknown"
-    """As readers report it (`mer.run_status`): a `running` run whose process is gone is `interrupted`."""
+    """As readers report it (`mer.rundir.status`): a `running` run whose process is gone is `interrupted`."""
     unusable: list[str] = field(default_factory=list)
     """Why the run must be left out of fits and tables whatever its losses (its settings are unknown)."""
 
@@ -147,7 +147,7 @@ def clean_resumed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _read_config(run_dir: Path, problems: list[str], unusable: list[str]) -> dict[str, Any]:
-    """The run's config (mer.run_dir.read_config); a config that cannot be read, or lacks a setting, makes the run
+    """The run's config (mer.rundir.layout.read_config); a config that cannot be read, or lacks a setting, makes the run
     unusable rather than analysed with a guess."""
     read = read_config(run_dir)
     if read.config is None:

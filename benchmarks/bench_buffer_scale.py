@@ -61,11 +61,11 @@ import numpy as np
 import torch
 from machine import format_machine, machine_info
 
+from mer.compute.flops import estimate_flops
+from mer.compute.mfu import peak_flops_from_table
 from mer.data.stream import TaskStream
-from mer.flops import estimate_flops
-from mer.mfu import peak_flops_from_table
-from mer.model import PRESET_VOCAB, PRESETS, estimate_parameters
-from mer.replay import BufferConfig, ReplayBuffer
+from mer.model.llama import PRESET_VOCAB, PRESETS, estimate_parameters
+from mer.replay.buffer import BufferConfig, ReplayBuffer
 
 MB, GB = 1e6, 1e9
 VOCAB = PRESET_VOCAB["560m"]

@@ -4,7 +4,7 @@
     python benchmarks/bench_gpu.py --models 560m --compile --json gpu.json
     python benchmarks/bench_gpu.py --device cpu                     # CPU smoke check: cpu-2m, fp32 (~20 s)
 
-For every model preset (`mer.model.PRESETS`; the paper's ladder runs at seq_len 2048 and vocabulary
+For every model preset (`mer.model.llama.PRESETS`; the paper's ladder runs at seq_len 2048 and vocabulary
 50304), three variants train on the same synthetic data, interleaved in this one process: a round
 runs every variant for `--steps` optimizer steps of `--batch` sequences, the order rotating from
 round to round so that each variant goes first, second and third alike; tables give the median over
@@ -24,7 +24,7 @@ trainer alpha=0.5  the same at `--alpha`, in the middle of a run: the buffer hol
                    half of every batch is random block reads from three shards on disk.
 
 Reported per variant: trained tokens/s (new + replayed), ms/step, MFU (FLOPs per trained token from
-`mer.flops.estimate_flops`, the peak from `mer.mfu.device_peak_flops`), the ratio to the plain loop,
+`mer.compute.flops.estimate_flops`, the peak from `mer.compute.mfu.device_peak_flops`), the ratio to the plain loop,
 the share of step time spent getting the batch (host time from the start of the step to the batch
 being queued for the GPU: `Trainer.data_wait_s`, or the same span of the plain loop), and peak GPU
 memory (what the variant would need alone: its weights and AdamW state plus the most its steps
@@ -62,18 +62,18 @@ from machine import format_machine, machine_info
 from rounds import log, med, rotated, spread, verdict
 from synthetic_tokens import synthetic_data_config
 
-from mer.config import RunConfig
+from mer.compute.flops import estimate_flops
+from mer.compute.mfu import device_peak_flops, mfu
+from mer.config.run_config import RunConfig
 from mer.data.config import DataConfig
 from mer.data.pipeline import PreparedData, prepare_data
 from mer.data.stream import TaskSequence
-from mer.distributed import resolve_device
-from mer.flops import estimate_flops
-from mer.mfu import device_peak_flops, mfu
-from mer.model import PRESET_VOCAB, build_model, get_preset
-from mer.replay import BufferConfig
-from mer.reptile import Reptile, ReptileConfig
-from mer.schedule import OptimConfig, build_optimizer
-from mer.trainer import Trainer
+from mer.model.llama import PRESET_VOCAB, build_model, get_preset
+from mer.optim.reptile import Reptile, ReptileConfig
+from mer.optim.schedule import OptimConfig, build_optimizer
+from mer.parallel.distributed import resolve_device
+from mer.replay.buffer import BufferConfig
+from mer.training.trainer import Trainer
 
 N_TASKS = 3  # tasks 1-2 fill the buffer, task 3 is trained on
 REPLAY_TASK = 2  # index of the task every variant trains on
@@ -116,7 +116,7 @@ class Bench:
     reptile_reps: int
     """Reptile interpolations timed per anchor device and round."""
     peak_flops: float | None
-    """Peak FLOP/s of the device for MFU (None: mer.mfu's table or the measured CPU rate)."""
+    """Peak FLOP/s of the device for MFU (None: mer.compute.mfu's table or the measured CPU rate)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -156,7 +156,7 @@ def run_config(bench: Bench, model: str, alpha: float, data: DataConfig, runs_di
 
 
 def make_trainer(cfg: RunConfig, prepared: PreparedData, runs_dir: Path, name: str) -> Trainer:
-    """A trainer positioned on task 3, with the TaskSequence built as `mer.runner` builds it."""
+    """A trainer positioned on task 3, with the TaskSequence built as `mer.launch.runner` builds it."""
     sequence = TaskSequence(
         prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, cfg.task_budgets, cfg.data.budget_steps,
         cfg.data.allow_repeat, cfg.data.eval_tokens,

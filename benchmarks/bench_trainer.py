@@ -57,15 +57,15 @@ import torch.nn.functional as F
 from machine import format_machine, machine_info
 from rounds import log, med, rotated, spread, verdict
 
-from mer.config import EvalConfig, RunConfig
+from mer.config.run_config import EvalConfig, RunConfig
 from mer.data.config import DataConfig
 from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
-from mer.model import build_model, get_preset
-from mer.replay import BufferConfig
-from mer.reptile import Reptile, ReptileConfig
-from mer.schedule import OptimConfig, build_optimizer
-from mer.trainer import Trainer
+from mer.model.llama import build_model, get_preset
+from mer.optim.reptile import Reptile, ReptileConfig
+from mer.optim.schedule import OptimConfig, build_optimizer
+from mer.replay.buffer import BufferConfig
+from mer.training.trainer import Trainer
 
 DEFAULT_ROUNDS = {"cpu-0.5m": 30, "cpu-2m": 20, "cpu-8m": 6}  # rounds of the step/wait parts (~15-40 s each)
 DEFAULT_BUDGET_TOKENS = DataConfig().budget_tokens  # the default new tokens per task
@@ -88,7 +88,7 @@ def run_config(model: str, batch: int, alpha: float, k: int, prefetch: bool, dat
 
 def task_sequence(cfg: RunConfig, prepared, n_tasks: int | None = None, budget_steps: int | None = None,
                   allow_repeat: bool = False) -> TaskSequence:
-    """As `mer.runner.run_training` builds it (optionally the first `n_tasks` tasks only)."""
+    """As `mer.launch.runner.run_training` builds it (optionally the first `n_tasks` tasks only)."""
     shards = prepared.shards[:n_tasks]
     budgets = [DEFAULT_BUDGET_TOKENS] * len(shards)
     return TaskSequence(shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, budgets, budget_steps,

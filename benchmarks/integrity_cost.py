@@ -40,13 +40,13 @@ def main() -> None:
 
     import torch
 
-    from mer.checkpoint_integrity import verify_checkpoint, write_manifest
     from mer.data.config import DataConfig
     from mer.data.pipeline import prepare_data
     from mer.data.shard_check import STAMP_FILE, verify_shard_files
     from mer.data.tokenizer_check import verify_cached_tokenizer
-    from mer.model import build_model, get_preset
-    from mer.schedule import OptimConfig, build_optimizer
+    from mer.model.llama import build_model, get_preset
+    from mer.optim.schedule import OptimConfig, build_optimizer
+    from mer.rundir.checkpoint_integrity import verify_checkpoint, write_manifest
 
     info = machine_info()
     with tempfile.TemporaryDirectory() as scratch:

@@ -5,8 +5,8 @@ Only assembles and calls: config -> validated dataclass -> run name -> `run_trai
 A job that cannot run ends differently in a single run and in a multirun (`-m`): a single run prints the
 reason and exits with code 2; a multirun job raises instead (a `sys.exit` inside a job would end the whole
 multirun), so the sweeper records the failure and runs the other points. A config refused by the check is
-recorded as status "refused" in the point's summary.json (mer.refusal). A run directory owned by another live
-process (mer.run_lock) and a full disk end the same way, with one line naming the holder or the disk. Exit code
+recorded as status "refused" in the point's summary.json (mer.rundir.refusal). A run directory owned by another live
+process (mer.rundir.lock) and a full disk end the same way, with one line naming the holder or the disk. Exit code
 143 (a signal stopped the run, status "stopped") stays an exit in both: it means "stop, requeue", not "this
 point failed".
 """
@@ -24,11 +24,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mer import stop_request
-from mer.config import RunConfig, register_configs, to_dataclass
-from mer.refusal import RunRefused, record_refusal
-from mer.run_dir import run_name_from_overrides
-from mer.usage_errors import run_hydra_main
+from mer.config.run_config import RunConfig, register_configs, to_dataclass
+from mer.config.usage_errors import run_hydra_main
+from mer.rundir.layout import run_name_from_overrides
+from mer.rundir.refusal import RunRefused, record_refusal
+from mer.signals import stop_request
 from sweeps.plugins import register_hydra_plugins
 
 register_configs()
@@ -63,13 +63,13 @@ def main(cfg: DictConfig) -> dict:
     if run_cfg.model.init_from is not None:  # what the run trains: the loaded architecture and its tokenizer
         resolved["model"] = dataclasses.asdict(run_cfg.model)
         resolved["data"]["tokenizer"]["path"] = run_cfg.data.tokenizer.path
-    from mer.atomic_write import DiskFull
     from mer.data.corpus import DataError
-    from mer.harness import HarnessError
-    from mer.integrity import RunDirectoryDamaged
-    from mer.run_lock import RunDirLocked, RunDirLockUnsupported
-    from mer.runner import RunConfigMismatch, run_training
-    from mer.trainer import TrainingStopped
+    from mer.evaluation.harness import HarnessError
+    from mer.files.atomic import DiskFull
+    from mer.launch.runner import RunConfigMismatch, run_training
+    from mer.rundir.integrity import RunDirectoryDamaged
+    from mer.rundir.lock import RunDirLocked, RunDirLockUnsupported
+    from mer.training.trainer import TrainingStopped
 
     if stop_request.requested() is not None:  # the sweep was asked to stop before this job began: start nothing
         log.error("not started: the sweep is stopping (signal %d)", stop_request.requested())
@@ -102,4 +102,4 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
 
 
 if __name__ == "__main__":
-    run_hydra_main(main, RunConfig)  # a bad override: one message, exit code 2 (mer.usage_errors)
+    run_hydra_main(main, RunConfig)  # a bad override: one message, exit code 2 (mer.config.usage_errors)

@@ -3,7 +3,7 @@
 A job's run directory is `<runs_dir>/<run name>`, the name derived from the job's overrides exactly as
 `mer.run` derives it, so a launcher can skip completed runs before submitting them, the Optuna sweeper can
 record each trial's directory, and `python -m sweeps.status` can list the runs a sweep still owes. The files
-themselves are read by `mer.run_dir`, which owns their format.
+themselves are read by `mer.rundir.layout`, which owns their format.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from mer.run_dir import read_summary, run_name_from_overrides
+from mer.rundir.layout import read_summary, run_name_from_overrides
 
 
 def run_dir_of(job_config: Any) -> Path:

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from mer.run_dir import effective_error, effective_status
-from mer.run_status import REPORTED_STATUSES
+from mer.rundir.layout import effective_error, effective_status
+from mer.rundir.status import REPORTED_STATUSES
 from sweeps.rundirs import read_summary
 
 STATES = (*REPORTED_STATUSES, "pending")
@@ -103,7 +103,7 @@ def expected_grid_runs(multirun: Any) -> list[str]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from mer.run_dir import run_name_from_overrides
+    from mer.rundir.layout import run_name_from_overrides
 
     params = multirun.hydra.sweeper.get("params") or {}
     lines = [f"{key}={value}" for key, value in params.items()] + list(multirun.hydra.overrides.task)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mer.run_dir import write_atomic
+from mer.rundir.layout import write_atomic
 from sweeps.status import count_states, format_status, sweep_status
 
 TABLE_NAME = "sweep_table"

@@ -38,8 +38,8 @@ def exported_run(small_bible, tmp_path_factory):
 
     from mer_testing import tiny_run_config
 
-    from mer.model import get_preset
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
+    from mer.model.llama import get_preset
 
     cfg = tiny_run_config(small_bible[0], tmp_path_factory.mktemp("exported"), export_each_task=True,
                           model=get_preset("cpu-0.5m", seq_len=128))

@@ -2,7 +2,7 @@
 does, kill it with SIGKILL at a chosen moment, and compare the finished run directory with an uninterrupted one.
 
 Two ways to kill (both a real SIGKILL, which nothing in the process can catch or clean up after):
-- at a named point of the code, `MER_FAULT_AT=<point>:<n>` (`mer.fault_points`): the process kills itself
+- at a named point of the code, `MER_FAULT_AT=<point>:<n>` (`mer.files.fault_points`): the process kills itself
   the n-th time it gets there, for moments too short to hit from outside (inside a checkpoint commit,
   between its renames, half-way through a metrics line);
 - from outside, `Popen.kill()`, as soon as a condition on the files is seen (polled every few ms), at

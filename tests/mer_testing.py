@@ -23,10 +23,10 @@ def tiny_run_config(small_bible_cfg, runs_dir: Path, **overrides):
     """A RunConfig that trains in seconds on the small Bible data: 0.5M-parameter model, 32-token blocks."""
     import dataclasses
 
-    from mer.config import EvalConfig, RunConfig
-    from mer.model import get_preset
-    from mer.replay import BufferConfig
-    from mer.schedule import OptimConfig
+    from mer.config.run_config import EvalConfig, RunConfig
+    from mer.model.llama import get_preset
+    from mer.optim.schedule import OptimConfig
+    from mer.replay.buffer import BufferConfig
 
     # 129 held-out tokens: 128 targets, 4 evaluation windows of the 32-token context.
     data = dataclasses.replace(small_bible_cfg, budget_tokens=overrides.pop("budget_tokens", 2048), eval_tokens=129)

@@ -23,9 +23,9 @@ sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # m
 def build_config(spec: dict):
     from mer_testing import small_bible_config, tiny_run_config
 
-    from mer.config import EvalConfig
-    from mer.model import get_preset
-    from mer.schedule import OptimConfig
+    from mer.config.run_config import EvalConfig
+    from mer.model.llama import get_preset
+    from mer.optim.schedule import OptimConfig
 
     spec = dict(spec)
     data = small_bible_config(Path(spec.pop("data_dir")))
@@ -66,9 +66,9 @@ def main() -> None:
         row["activations_bytes"] = plan.this_job.activations
         print(json.dumps(row))
         return
-    import mer.trainer  # noqa: F401
+    import mer.training.trainer  # noqa: F401
     from mer.data.pipeline import prepare_data
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     prepare_data(cfg.data)
     from transformers import LlamaForCausalLM  # noqa: F401  (the code is the program's memory, not the run's)

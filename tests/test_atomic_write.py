@@ -1,4 +1,4 @@
-"""The one atomic-write helper (mer/atomic_write.py): a file or folder is its old version or its new one."""
+"""The one atomic-write helper (mer/files/atomic.py): a file or folder is its old version or its new one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from mer.atomic_write import (
+from mer.files.atomic import (
     DiskFull,
     atomic_path,
     is_disk_full,

@@ -67,7 +67,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from mer.config import register_configs
+    from mer.config.run_config import register_configs
     from sweeps.plugins import register_hydra_plugins
 
     register_configs()
@@ -80,7 +80,7 @@ def config_refusal(overrides: list[str]) -> str:
     """The message that refuses `overrides`: Hydra's composition error or the dataclasses' check."""
     from hydra.errors import HydraException
 
-    from mer.config import RunConfig, to_dataclass
+    from mer.config.run_config import RunConfig, to_dataclass
 
     try:
         cfg = compose(overrides)
@@ -206,7 +206,7 @@ def test_bad_config_is_refused_with_the_key_named(overrides, expected, written):
                                        ["+sweep=replay_vs_scale_quick"], ["+sweep=optuna_mer"]])
 def test_config_group_appends_stay_valid(overrides):
     """`+sweep=<preset>` and `+experiment=<name>` select configs; they add no key and are not refused."""
-    from mer.config import RunConfig, to_dataclass
+    from mer.config.run_config import RunConfig, to_dataclass
 
     assert isinstance(to_dataclass(compose(overrides), RunConfig), RunConfig)
 
@@ -345,7 +345,7 @@ def tiny_cfg(small_bible, tmp_path):
 
 def _run_refusal(cfg, run_dir: Path, resolved: dict) -> str:
     from mer.data.corpus import DataError
-    from mer.runner import RunConfigMismatch, run_training
+    from mer.launch.runner import RunConfigMismatch, run_training
 
     with pytest.raises((RunConfigMismatch, DataError)) as refusal:
         run_training(cfg, run_dir.name, resolved)
@@ -389,8 +389,8 @@ def checkpointed(small_bible, tmp_path_factory):
     import torch
     from mer_testing import tiny_run_config
 
-    from mer.runner import run_training
-    from mer.trainer import Trainer
+    from mer.launch.runner import run_training
+    from mer.training.trainer import Trainer
 
     data = dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:2])
     runs = tmp_path_factory.mktemp("checkpointed") / "runs"
@@ -487,7 +487,7 @@ DATA_DAMAGE_CASES = ["shard zeroed at the same size", "random bytes in a shard",
 
 
 def _refusal_of(cfg, run_name: str, *errors: type[BaseException]) -> str:
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     with pytest.raises(errors) as refusal:
         run_training(cfg, run_name, _resolved(cfg))
@@ -563,7 +563,7 @@ def test_a_damaged_run_directory_is_refused_with_the_file_and_the_fix(case, dama
     """The relaunch of the checkpointed run: refused before the data is prepared or the model built."""
     import shlex
 
-    from mer.integrity import RunDirectoryDamaged
+    from mer.rundir.integrity import RunDirectoryDamaged
 
     cfg, run, data = damaged_copy
     damaged, expected = _damage_run(run, case)
@@ -579,8 +579,8 @@ def test_a_damaged_run_directory_is_refused_with_the_file_and_the_fix(case, dama
 def test_the_undamaged_copy_resumes(damaged_copy):
     """The control of the two tables above: the copies themselves pass every check (the damage is refused, not
     the copying), and the run then completes."""
-    from mer.resume_check import check_run_directory
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
+    from mer.rundir.resume_check import check_run_directory
 
     cfg, run, data = damaged_copy
     check_run_directory(run)
@@ -592,7 +592,7 @@ def test_a_checkpoint_of_an_older_mer_without_a_manifest_is_still_accepted(tmp_p
     (its state.pt records the log's length alone): that one still resumes, with a warning."""
     import torch
 
-    from mer.checkpoint_integrity import verify_checkpoint
+    from mer.rundir.checkpoint_integrity import verify_checkpoint
 
     checkpoint = tmp_path / "run" / "checkpoint"
     checkpoint.mkdir(parents=True)
@@ -603,7 +603,7 @@ def test_a_checkpoint_of_an_older_mer_without_a_manifest_is_still_accepted(tmp_p
 def test_a_run_directory_with_another_alpha_is_refused_naming_the_change(damaged_copy):
     import shlex
 
-    from mer.runner import RunConfigMismatch
+    from mer.launch.runner import RunConfigMismatch
 
     cfg, run, data = damaged_copy
     saved = json.loads((run / "config.json").read_text())
@@ -617,7 +617,7 @@ def test_a_run_directory_with_another_alpha_is_refused_naming_the_change(damaged
 
 def test_a_run_directory_locked_by_a_live_process_is_refused_naming_its_pid(damaged_copy):
     """Another process (a real one) holds the run directory's lock: the relaunch is refused naming it."""
-    from mer.run_lock import RunDirLocked
+    from mer.rundir.lock import RunDirLocked
 
     cfg, run, data = damaged_copy
     with _lock_holder(run) as holder:
@@ -629,13 +629,13 @@ def test_a_run_directory_locked_by_a_live_process_is_refused_naming_its_pid(dama
 
 
 class _lock_holder:
-    """A Python process that takes `run`'s lock through mer.run_lock and holds it until the block ends."""
+    """A Python process that takes `run`'s lock through mer.rundir.lock and holds it until the block ends."""
 
     def __init__(self, run: Path) -> None:
         self.run = run
 
     def __enter__(self) -> subprocess.Popen:
-        code = ("import sys; from pathlib import Path; from mer.run_lock import RunLock; "
+        code = ("import sys; from pathlib import Path; from mer.rundir.lock import RunLock; "
                 "lock = RunLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); sys.stdin.read()")
         self.process = subprocess.Popen([sys.executable, "-c", code, str(self.run)], cwd=REPO, text=True,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -732,7 +732,7 @@ def test_the_run_command_refuses_a_zeroed_shard_in_one_line(small_bible, damaged
     exits 2 with one line naming the shard and `rm -r <its folder>`; nothing is written."""
     import shlex
 
-    from mer.config import RunConfig, to_dataclass
+    from mer.config.run_config import RunConfig, to_dataclass
     from mer.data.pipeline import prepare_data
 
     _, run, data = damaged_copy

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mer.config import RunConfig
-from mer.config_diff import config_differences
+from mer.config.diff import config_differences
+from mer.config.run_config import RunConfig
 
 
 def _config() -> dict:

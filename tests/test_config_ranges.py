@@ -12,11 +12,11 @@ import typing
 
 import pytest
 
-from mer.config import EvalConfig, RunConfig
+from mer.config.run_config import EvalConfig, RunConfig
 from mer.data.config import DataConfig, TaskConfig, TokenizerConfig
-from mer.model import ModelConfig
-from mer.replay import BufferConfig
-from mer.schedule import OptimConfig
+from mer.model.llama import ModelConfig
+from mer.optim.schedule import OptimConfig
+from mer.replay.buffer import BufferConfig
 
 SCHEMAS = (RunConfig, EvalConfig, ModelConfig, OptimConfig, BufferConfig, DataConfig, TaskConfig, TokenizerConfig)
 

@@ -3,7 +3,7 @@ and the device checks of the fast path.
 
 The multi-process tests launch this very file under torchrun (`python -m torch.distributed.run
 --standalone --nproc_per_node 2 tests/test_ddp.py SPEC`): its `__main__` block builds the tiny run
-config of conftest.py and calls `mer.runner.run_training` on every rank.
+config of conftest.py and calls `mer.launch.runner.run_training` on every rank.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")
 
 def _config(data_dir: str | Path, runs_dir: str | Path, **spec):
     """The RunConfig of a SPEC-like dict (shared by the test process and the torchrun workers)."""
-    from mer.config import EvalConfig
-    from mer.schedule import OptimConfig
+    from mer.config.run_config import EvalConfig
+    from mer.optim.schedule import OptimConfig
 
     spec = dict(spec)
     optim = OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=spec.pop("batch_size"), grad_accum=spec.pop("grad_accum"))
@@ -89,7 +89,7 @@ def two_process_fsdp_run(small_bible, tmp_path_factory):
 @pytest.fixture(scope="module")
 def one_process_run(small_bible, tmp_path_factory):
     """The same run of SPEC in this process: (run directory, summary)."""
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     runs = tmp_path_factory.mktemp("one")
     cfg = _config(small_bible[0].data_dir, runs, **SPEC)
@@ -154,7 +154,7 @@ def test_two_fsdp_processes_follow_one_process(one_process_run, two_process_fsdp
 def test_interrupted_two_process_run_resumes_to_the_same_losses(small_bible, tmp_path, two_process_run):
     import torch
 
-    from mer.runner import RunConfigMismatch, run_training
+    from mer.launch.runner import RunConfigMismatch, run_training
 
     data_dir = Path(small_bible[0].data_dir)
     # Only rank 1 "receives" the signal after its 7th step: the ranks must agree to stop after the same step.
@@ -209,7 +209,7 @@ def test_fsdp_exports_each_task_from_the_gathered_weights(small_bible, tmp_path)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mer.export import export_run
+    from mer.hf.export import export_run
 
     result = _torchrun(Path(small_bible[0].data_dir), tmp_path, export_each_task=True, **FSDP)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -240,7 +240,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_traini
 
 @pytest.mark.slow
 def test_a_run_directory_owned_by_another_process_stops_every_rank(small_bible, tmp_path):
-    """Rank 0 takes the run directory's lock (mer.run_lock); refused, it stops, and rank 1 with it (no hang)."""
+    """Rank 0 takes the run directory's lock (mer.rundir.lock); refused, it stops, and rank 1 with it (no hang)."""
     from test_run_dir_lock import hold_lock
 
     holder = hold_lock(tmp_path / "run")
@@ -289,7 +289,7 @@ def test_sigterm_to_the_torchrun_group_checkpoints_and_the_same_command_resumes(
 
 def _runs_with_and_without(flag: str, small_bible, tmp_path: Path, budget_tokens: int) -> list[dict]:
     """Summaries of the tiny run with `flag` false, then true (run directories tmp_path/False|True/run)."""
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     summaries = []
     for value in (False, True):
@@ -308,9 +308,9 @@ def test_compile_gives_the_same_losses(small_bible, tmp_path):
 
 
 def test_batch_split_rule():
-    from mer.config import RunConfig
-    from mer.schedule import OptimConfig
-    from mer.trainer import check_world_size
+    from mer.config.run_config import RunConfig
+    from mer.optim.schedule import OptimConfig
+    from mer.training.trainer import check_world_size
 
     check_world_size(RunConfig(alpha=0.25, optim=OptimConfig(batch_size=8)), 2)  # 6 new + 2 replay: fine
     check_world_size(RunConfig(alpha=0.3, optim=OptimConfig(batch_size=8)), 8)  # any split: rows, not kinds
@@ -323,8 +323,8 @@ def test_batch_split_rule():
 def test_parallel_choice():
     import torch
 
-    from mer.config import RunConfig
-    from mer.sharding import check_parallel
+    from mer.config.run_config import RunConfig
+    from mer.parallel.sharding import check_parallel
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     assert not check_parallel("fsdp", gpu, 1, False)  # one process: nothing to shard over
@@ -337,7 +337,7 @@ def test_parallel_choice():
 
 
 def test_launcher_variables():
-    from mer.distributed import WorldInfo, world_from_env
+    from mer.parallel.distributed import WorldInfo, world_from_env
 
     assert world_from_env({}) == WorldInfo()
     assert world_from_env({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) == WorldInfo()  # a one-task Slurm job
@@ -355,7 +355,7 @@ def test_launcher_variables():
 def test_single_process_collectives_are_the_identity():
     import torch
 
-    from mer.distributed import Distributed
+    from mer.parallel.distributed import Distributed
 
     d = Distributed()
     x = torch.tensor([1.5, 2.0])
@@ -370,8 +370,8 @@ def test_gpu_device_choice_and_bf16_check_without_a_gpu(monkeypatch):
 
     import torch
 
-    from mer.distributed import check_precision, resolve_device
-    from mer.mfu import device_peak_flops
+    from mer.compute.mfu import device_peak_flops
+    from mer.parallel.distributed import check_precision, resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -400,7 +400,7 @@ def test_gpu_device_choice_and_bf16_check_without_a_gpu(monkeypatch):
 
 
 def test_bf16_on_cpu_is_refused_before_training(small_bible, tmp_path):
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     cfg = tiny_run_config(small_bible[0], tmp_path, precision="bf16")
     with pytest.raises(ValueError, match="precision=bf16 needs a CUDA GPU"):
@@ -409,7 +409,7 @@ def test_bf16_on_cpu_is_refused_before_training(small_bible, tmp_path):
 
 
 def test_new_config_fields_are_checked():
-    from mer.config import RunConfig
+    from mer.config.run_config import RunConfig
 
     with pytest.raises(ValueError, match="precision='fp16': choose fp32 or bf16"):
         RunConfig(precision="fp16")
@@ -428,7 +428,7 @@ def test_activation_checkpointing_gives_the_same_losses(small_bible, tmp_path):
 
 
 def test_train_lines_carry_mfu(small_bible, tmp_path):
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     cfg = tiny_run_config(small_bible[0], tmp_path, budget_tokens=512, peak_flops=1e12)
     run_training(cfg, "run", _resolved(cfg))
@@ -446,8 +446,8 @@ def _worker(payload: dict) -> None:
 
     import torch
 
-    from mer.runner import run_training
-    from mer.trainer import Trainer, TrainingStopped
+    from mer.launch.runner import run_training
+    from mer.training.trainer import Trainer, TrainingStopped
 
     torch.set_num_threads(1)
     cfg = _config(payload["data_dir"], payload["runs_dir"], **payload["spec"])

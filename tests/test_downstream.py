@@ -18,8 +18,8 @@ pytest.importorskip("lm_eval")
 
 from mer_testing import tiny_run_config  # noqa: E402
 
-from mer.harness import HarnessError, read_records  # noqa: E402
-from mer.runner import run_training  # noqa: E402
+from mer.evaluation.harness import HarnessError, read_records  # noqa: E402
+from mer.launch.runner import run_training  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_mer_downstream_scores_every_exported_model_and_the_report_collects_it(e
 
 @pytest.mark.slow
 def test_downstream_during_training_records_each_boundary_without_changing_training(small_bible, tmp_path, caplog):
-    from mer.model import get_preset
+    from mer.model.llama import get_preset
 
     two = dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:2])
     model = get_preset("cpu-0.5m", seq_len=128)  # long enough for every cloze item
@@ -104,11 +104,11 @@ def test_an_unknown_downstream_task_is_refused_before_training(small_bible, tmp_
 def test_a_model_beats_chance_on_the_cloze_of_the_language_it_learned(tmp_path):
     """The default model (cpu-2m, default tokenizer) trained on English alone, 300,000 tokens, scored by the harness on
     all 345 items of bible_cloze_en: acc_mutual_info clears chance (0.25) by four standard errors and more."""
-    from mer.config import EvalConfig, RunConfig
+    from mer.config.run_config import EvalConfig, RunConfig
     from mer.data.config import DataConfig, TaskConfig
-    from mer.downstream import score_run
-    from mer.model import get_preset
-    from mer.schedule import OptimConfig
+    from mer.evaluation.downstream import score_run
+    from mer.model.llama import get_preset
+    from mer.optim.schedule import OptimConfig
 
     data = DataConfig(tasks=[TaskConfig(name="en")], data_dir=str(tmp_path / "data"), budget_tokens=300_000,
                       eval_tokens=4097)

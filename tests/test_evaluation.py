@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from mer_testing import tiny_run_config
 
-from mer.config import EvalConfig
+from mer.config.run_config import EvalConfig
 from mer.data.stream import TaskSequence
-from mer.evaluation import eval_fingerprint, fingerprint_id, plan_windows, span_sha256
-from mer.model import get_preset
-from mer.trainer import Trainer
+from mer.evaluation.windows import eval_fingerprint, fingerprint_id, plan_windows, span_sha256
+from mer.model.llama import get_preset
+from mer.training.trainer import Trainer
 
 CASES = [(n, context, stride)
          for n in (2, 3, 5, 16, 17, 18, 33, 64, 65, 66, 100, 129, 257, 1000)
@@ -70,7 +70,7 @@ def test_eval_config_refuses_a_context_longer_than_the_model_and_a_stride_longer
         EvalConfig(context=8, stride=9)
     with pytest.raises(ValueError, match="eval.context=0 must be >= 1"):
         EvalConfig(context=0)
-    from mer.config import RunConfig
+    from mer.config.run_config import RunConfig
 
     with pytest.raises(ValueError, match="eval.context=64 is longer than model.seq_len=32"):
         RunConfig(model=get_preset("cpu-0.5m", seq_len=32), eval=EvalConfig(context=64), runs_dir=str(tmp_path))

@@ -20,7 +20,7 @@ def _export(*args: str) -> subprocess.CompletedProcess:
 
 def _trainers_model(run_dir: Path, cfg, vocab_size: int) -> torch.nn.Module:
     """The model the trainer holds at the end of the run: built as it builds it, weights from its checkpoint."""
-    from mer.model import build_model
+    from mer.model.llama import build_model
 
     model = build_model(cfg.model, vocab_size)
     model.load_state_dict(torch.load(run_dir / "checkpoint" / "state.pt", weights_only=True)["model"])

@@ -24,7 +24,7 @@ def test_the_core_does_not_import_the_harness():
     import subprocess
     import sys
 
-    code = ("import sys, mer.run, mer.trainer, mer.export, mer.downstream, mer.harness; "
+    code = ("import sys, mer.run, mer.training.trainer, mer.hf.export, mer.evaluation.downstream, mer.evaluation.harness; "
             "print(sorted(m for m in ('lm_eval', 'datasets', 'evaluate') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr

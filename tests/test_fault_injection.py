@@ -202,7 +202,7 @@ def test_the_fault_hook_does_nothing_unless_named_and_kills_at_its_hit(tmp_path,
 
     from fault_helpers import environment
 
-    script = (f"from mer.fault_points import fault_point\n"
+    script = (f"from mer.files.fault_points import fault_point\n"
               f"with open({str(tmp_path / 'log')!r}, {mode!r}) as handle:\n"
               f"    for i in range(3):\n"
               f"        fault_point('append', torn_write=(handle, {{'i': i, 'text': 'x' * 20}}))\n"
@@ -240,10 +240,10 @@ def one_torch_thread():
 @pytest.mark.parametrize("module, point, hit", [
     # A checkpoint on the task's last step (checkpoint_every = steps per task), then a crash before the boundary
     # checkpoint: the resume's first record is the boundary evaluation, which logged lr 0.0 instead of the LR.
-    ("mer.trainer", "task_boundary", 1),
+    ("mer.training.trainer", "task_boundary", 1),
     # A crash before the first checkpoint: the next start begins from step 0 and used to append its lines after
     # the crashed start's (eval 0 and the first train lines twice).
-    ("mer.run_dir", "metrics_append", 3),
+    ("mer.rundir.layout", "metrics_append", 3),
 ])
 def test_a_crashed_run_resumes_to_the_same_metrics(small_bible, tmp_path, monkeypatch, one_torch_thread, module, point,
                                                     hit):
@@ -256,7 +256,7 @@ def test_a_crashed_run_resumes_to_the_same_metrics(small_bible, tmp_path, monkey
     from fault_helpers import stable
     from mer_testing import tiny_run_config
 
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     def train(cfg):
         return run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))

@@ -3,8 +3,8 @@ import io
 import pytest
 import torch
 
-from mer.flops import FlopCounter, FlopRates, estimate_flops
-from mer.model import PRESETS, build_model, count_parameters
+from mer.compute.flops import FlopCounter, FlopRates, estimate_flops
+from mer.model.llama import PRESETS, build_model, count_parameters
 
 
 def test_estimate_flops_exact_small():

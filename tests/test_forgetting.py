@@ -13,11 +13,11 @@ import json
 
 import pytest
 
-from mer.config import EvalConfig, RunConfig
+from mer.config.run_config import EvalConfig, RunConfig
 from mer.data.config import DataConfig
-from mer.model import get_preset
-from mer.runner import run_training
-from mer.schedule import OptimConfig
+from mer.launch.runner import run_training
+from mer.model.llama import get_preset
+from mer.optim.schedule import OptimConfig
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""eval.grad_alignment (mer/grad_alignment.py): cosines against known answers and a direct computation, and a
+"""eval.grad_alignment (mer/evaluation/grad_alignment.py): cosines against known answers and a direct computation, and a
 run with it on trains bit-identically to one with it off."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from mer_testing import tiny_run_config
 
-from mer.config import EvalConfig
-from mer.evaluation import plan_windows
-from mer.grad_alignment import FSDP_REFUSAL, GradAlignment, build_grad_alignment
-from mer.runner import run_training
+from mer.config.run_config import EvalConfig
+from mer.evaluation.grad_alignment import FSDP_REFUSAL, GradAlignment, build_grad_alignment
+from mer.evaluation.windows import plan_windows
+from mer.launch.runner import run_training
 
 
 class Unigram(torch.nn.Module):
@@ -71,7 +71,7 @@ def test_a_partly_opposed_task_gives_the_closed_form_negative_cosine():
 
 
 def _tiny_llama(seed: int = 0):
-    from mer.model import build_model, get_preset
+    from mer.model.llama import build_model, get_preset
 
     torch.manual_seed(seed)
     return build_model(get_preset("cpu-0.5m", seq_len=16), 64)
@@ -193,7 +193,7 @@ def test_alignment_records_and_their_evaluation_flops(runs_off_and_on):
     assert not any(f in r for r in _records(Path(off_cfg.runs_dir) / "run") for f in ALIGNMENT_FIELDS)
     # 129 held-out tokens in 32-token windows: 4 windows per task (fewer than the default 8), 128 tokens; an
     # evaluation while task i trains forwards and backpropagates i + 1 such batches, at a trained token's cost.
-    from mer.flops import estimate_flops
+    from mer.compute.flops import estimate_flops
 
     cfg = on_cfg
     extra_tokens = sum(128 * (e["task_index"] + 1) for e in evals)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from mer_testing import tiny_run_config
 
-from mer.integrity import RunDirectoryDamaged
-from mer.runner import run_training
-from mer.trainer import Trainer
+from mer.launch.runner import run_training
+from mer.rundir.integrity import RunDirectoryDamaged
+from mer.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ("wall_time", "tokens_per_s", "data_wait_s", "mfu")
@@ -196,7 +196,7 @@ def test_resume_from_a_checkpoint_of_a_tasks_last_step_logs_the_true_lr(small_bi
         return out
 
     monkeypatch.setattr(Trainer, "train_step", stop_on_the_last_step)
-    from mer.trainer import TrainingStopped
+    from mer.training.trainer import TrainingStopped
 
     with pytest.raises(TrainingStopped):
         _train(cfg)
@@ -209,7 +209,7 @@ def test_resume_from_a_checkpoint_of_a_tasks_last_step_logs_the_true_lr(small_bi
 def test_exporting_from_a_damaged_checkpoint_is_refused(reference_run, tmp_path):
     import shutil
 
-    from mer.export import ExportError, export_run
+    from mer.hf.export import ExportError, export_run
 
     run = tmp_path / "run"
     shutil.copytree(reference_run, run)
@@ -224,7 +224,7 @@ def test_exporting_from_a_damaged_checkpoint_is_refused(reference_run, tmp_path)
 
 def test_a_missing_shard_of_a_sharded_checkpoint_is_refused(tmp_path):
     """The manifest covers every file of the checkpoint, FSDP's sharded/ folder included."""
-    from mer.checkpoint_integrity import verify_checkpoint, write_manifest
+    from mer.rundir.checkpoint_integrity import verify_checkpoint, write_manifest
 
     ckpt = tmp_path / "run" / "checkpoint"
     (ckpt / "sharded").mkdir(parents=True)
@@ -246,7 +246,7 @@ def test_a_missing_shard_of_a_sharded_checkpoint_is_refused(tmp_path):
 
 def test_an_older_checkpoint_is_cut_only_at_a_line_end(tmp_path):
     """A checkpoint of an older mer stored the log's length alone: the cut must fall after a complete record."""
-    from mer.run_dir import MetricsLog
+    from mer.rundir.layout import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.jsonl")
     for step in range(3):
@@ -259,7 +259,7 @@ def test_an_older_checkpoint_is_cut_only_at_a_line_end(tmp_path):
 
 
 def test_a_damaged_log_at_the_end_of_a_run_names_the_file_and_line(tmp_path):
-    from mer.run_dir import MetricsLog
+    from mer.rundir.layout import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.jsonl")
     log.append({"event": "train", "step": 1})
@@ -317,7 +317,7 @@ def test_the_run_command_refuses_a_damaged_checkpoint_in_one_line_and_the_fix_wo
 
 
 def test_start_over_refuses_a_folder_that_is_not_a_run(tmp_path):
-    from mer.start_over import main
+    from mer.rundir.start_over import main
 
     (tmp_path / "notes.txt").write_text("keep me")
     assert main([str(tmp_path)]) == 2

@@ -1,4 +1,4 @@
-"""Exact-number tests of mer.metrics on hand-made loss matrices."""
+"""Exact-number tests of mer.evaluation.metrics on hand-made loss matrices."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mer import metrics
+from mer.evaluation import metrics
 
 # Three tasks, two evaluations per task. Values a task has BEFORE its training starts are set
 # deliberately low (0.1, 0.5) so that a metric which wrongly looks at them gives a different number.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mer.mfu import device_peak_flops, measured_cpu_flops, mfu, peak_flops_from_table
+from mer.compute.mfu import device_peak_flops, measured_cpu_flops, mfu, peak_flops_from_table
 
 
 @pytest.mark.parametrize(

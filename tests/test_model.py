@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from mer.model import (
+from mer.model.llama import (
     CPU_SCALING_LADDER,
     PRESET_VOCAB,
     PRESETS,

@@ -35,10 +35,10 @@ def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
 ], ids=["replay-reptile", "no-reset-task-end", "no-replay-eval-every-3"])
 def test_plan_counts_and_flops_equal_what_a_run_records(small_bible, tmp_path, overrides):
     """Steps and Reptile interpolations per task, and every FLOP total, exactly as the trained run's summary.json."""
-    from mer.config import EvalConfig
+    from mer.config.run_config import EvalConfig
+    from mer.launch.runner import run_training
     from mer.plan.estimate import build_plan
-    from mer.replay import BufferConfig
-    from mer.runner import run_training
+    from mer.replay.buffer import BufferConfig
 
     overrides = dict(overrides)
     every, buffer = overrides.pop("eval", None), overrides.pop("buffer", None)
@@ -69,7 +69,7 @@ def test_plan_counts_and_flops_equal_what_a_run_records(small_bible, tmp_path, o
                          ids=["mha", "gqa"])
 def test_activation_formula_counts_what_autograd_saves(shape):
     """The floats per token of mer.plan.memory are the bytes autograd saves for the backward pass of a built model."""
-    from mer.model import ModelConfig, build_model
+    from mer.model.llama import ModelConfig, build_model
     from mer.plan.memory import activation_floats_per_token
 
     cfg, vocab, rows = ModelConfig(name="custom", **shape), 700, 3
@@ -93,7 +93,7 @@ def test_activation_formula_counts_what_autograd_saves(shape):
 
 
 def test_memory_modes_divide_the_state_and_name_the_anchor_place():
-    from mer.model import get_preset
+    from mer.model.llama import get_preset
     from mer.plan.memory import estimate_memory
 
     model = get_preset("1b")
@@ -111,8 +111,8 @@ def test_memory_modes_divide_the_state_and_name_the_anchor_place():
 # ------------------------------------------------------------------------------------------- fit refusal
 
 def test_gpu_presets_are_refused_on_a_cpu_with_the_estimate_and_the_override(tmp_path):
-    from mer.config import RunConfig
-    from mer.model import get_preset
+    from mer.config.run_config import RunConfig
+    from mer.model.llama import get_preset
     from mer.plan.fit import fit_refusal
 
     cfg = RunConfig(model=get_preset("560m"), device="cpu", runs_dir=str(tmp_path))
@@ -135,8 +135,8 @@ def test_a_run_longer_than_max_hours_is_refused_and_max_hours_null_lifts_it(smal
 def test_cpu_presets_fit_a_cpu_on_the_default_budget(tmp_path, preset):
     """Memory: the estimate fits this machine; time: even at the machine's matmul rate it is under max_hours
     (the measured rate, which depends on the load of the machine, decides in the end)."""
-    from mer.config import RunConfig
-    from mer.model import get_preset
+    from mer.config.run_config import RunConfig
+    from mer.model.llama import get_preset
     from mer.plan.estimate import build_plan
     from mer.plan.fit import memory_refusal
 
@@ -147,7 +147,7 @@ def test_cpu_presets_fit_a_cpu_on_the_default_budget(tmp_path, preset):
 
 
 def test_plan_settings_are_checked():
-    from mer.config import RunConfig
+    from mer.config.run_config import RunConfig
 
     for bad, message in ((dict(plan_mfu=0), "plan_mfu=0"), (dict(max_hours=0), "max_hours=0"),
                          (dict(plan_gpu="Voodoo3"), "plan_gpu='Voodoo3'"),
@@ -158,7 +158,7 @@ def test_plan_settings_are_checked():
 
 
 def test_plan_settings_do_not_name_the_run():
-    from mer.run_dir import run_name_from_overrides
+    from mer.rundir.layout import run_name_from_overrides
 
     assert run_name_from_overrides(["plan=true", "alpha=0", "allow_oversize=true", "max_hours=null",
                                     "plan_csv=/tmp/p.csv", "plan_mfu=0.5", "plan_gpu=A100"]) == "alpha=0"

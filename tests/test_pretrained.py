@@ -13,11 +13,11 @@ import pytest
 import torch
 from mer_testing import save_tiny_llama, tiny_run_config
 
-from mer.config import RunConfig
-from mer.flops import estimate_flops
-from mer.model import count_parameters, get_preset
-from mer.runner import run_training
-from mer.trainer import Trainer
+from mer.compute.flops import estimate_flops
+from mer.config.run_config import RunConfig
+from mer.launch.runner import run_training
+from mer.model.llama import count_parameters, get_preset
+from mer.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_reptiles_first_anchor_is_the_loaded_weights(small_bible, tiny_llama, tm
 def test_a_pretrained_run_resumes_like_any_run(small_bible, tiny_llama, tmp_path, monkeypatch):
     import signal
 
-    from mer.trainer import TrainingStopped
+    from mer.training.trainer import TrainingStopped
 
     expected = _train(_pretrained_config(small_bible, tmp_path / "ref", tiny_llama))
     cfg = _pretrained_config(small_bible, tmp_path / "cut", tiny_llama)
@@ -203,7 +203,7 @@ def test_the_command_line_refuses_a_vocabulary_mismatch_before_any_work(small_bi
 def test_weights_that_do_not_cover_the_architecture_are_refused_when_loaded(small_bible, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from mer.pretrained import load_pretrained
+    from mer.model.pretrained import load_pretrained
 
     folder = save_tiny_llama(tmp_path / "headless", small_bible[1].tokenizer_dir)
     weights = load_file(str(folder / "model.safetensors"))

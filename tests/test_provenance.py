@@ -1,4 +1,4 @@
-"""Provenance (mer/provenance.py): the commit, dirtiness and command of every attempt at a run."""
+"""Provenance (mer/rundir/provenance.py): the commit, dirtiness and command of every attempt at a run."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from mer_testing import tiny_run_config
 
-from mer.provenance import PACKAGE_DIR, PROVENANCE_FILE, git_state, record_attempt
-from mer.runner import run_training
-from mer.trainer import Trainer, TrainingStopped
+from mer.launch.runner import run_training
+from mer.rundir.provenance import PACKAGE_DIR, PROVENANCE_FILE, git_state, record_attempt
+from mer.training.trainer import Trainer, TrainingStopped
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-import mer.replay
-import mer.replay_refs
-from mer.replay import REJECTION_MIN_RATIO, BlockReader, BufferConfig, ReplayBuffer, pack_refs, unpack_refs
-from mer.replay_refs import (
+import mer.replay.buffer
+import mer.replay.refs
+from mer.replay.buffer import REJECTION_MIN_RATIO, BlockReader, BufferConfig, ReplayBuffer, pack_refs, unpack_refs
+from mer.replay.refs import (
     MAX_TASK_INDEX,
     TaskLayout,
     decode_refs,
@@ -458,7 +458,7 @@ def test_encode_and_decode_need_o_chunk_memory_beyond_the_output(name):
 
 @pytest.mark.parametrize("policy, order", [("all", "stream"), ("all", "sequential"), ("reservoir", "stream")])
 def test_state_round_trip_at_a_few_hundred_thousand_refs(policy, order, monkeypatch):
-    monkeypatch.setattr(mer.replay_refs, "CHUNK", 4099)  # many chunks; runs and tasks cross their boundaries
+    monkeypatch.setattr(mer.replay.refs, "CHUNK", 4099)  # many chunks; runs and tasks cross their boundaries
     cfg = BufferConfig(policy=policy, capacity=150_000, replay_current_task=False)
     rng = np.random.default_rng(0)
     a = ReplayBuffer(cfg, MemReader(), seed=11)
@@ -572,7 +572,7 @@ def test_reservoir_without_current_task_resumes_bit_identical(prefetch, monkeypa
             return draw(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(mer.replay, "draw_by_rejection", counted("rejection", mer.replay.draw_by_rejection))
+    monkeypatch.setattr(mer.replay.buffer, "draw_by_rejection", counted("rejection", mer.replay.buffer.draw_by_rejection))
     monkeypatch.setattr(ReplayBuffer, "_eligible_slots", counted("exact", ReplayBuffer._eligible_slots))
     cfg = BufferConfig(policy="reservoir", capacity=500, replay_current_task=False, prefetch=prefetch)
     a = ReplayBuffer(cfg, MemReader(), seed=3)

@@ -4,8 +4,8 @@ import re
 import pytest
 import torch
 
-from mer.model import ModelConfig, build_model
-from mer.reptile import Reptile, ReptileConfig
+from mer.model.llama import ModelConfig, build_model
+from mer.optim.reptile import Reptile, ReptileConfig
 
 
 def test_interpolation_exact_numbers():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mer_testing import tiny_run_config
 
-from mer.replay import BufferConfig
-from mer.runner import run_training
+from mer.launch.runner import run_training
+from mer.replay.buffer import BufferConfig
 
 
 def _train(cfg) -> dict:

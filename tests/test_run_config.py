@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from mer.budget import steps_per_task
-from mer.config import RunConfig
+from mer.compute.budget import steps_per_task
+from mer.config.run_config import RunConfig
 from mer.data.config import DataConfig, TaskConfig
-from mer.model import get_preset
-from mer.replay import BufferConfig
-from mer.schedule import OptimConfig
+from mer.model.llama import get_preset
+from mer.optim.schedule import OptimConfig
+from mer.replay.buffer import BufferConfig
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""One owner per run directory (mer.run_lock, docs/run_directory.md): real processes, real signals, real flock."""
+"""One owner per run directory (mer.rundir.lock, docs/run_directory.md): real processes, real signals, real flock."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from mer_testing import small_bible_cli_overrides
 
-from mer.refusal import record_refusal
-from mer.run_dir import (
+from mer.rundir.layout import (
     LOCK_FILE,
     RunDirLocked,
     RunLock,
@@ -22,12 +21,13 @@ from mer.run_dir import (
     lock_is_held,
     read_summary,
 )
-from mer.run_lock import read_record
+from mer.rundir.lock import read_record
+from mer.rundir.refusal import record_refusal
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # A process that takes a run directory's lock, says so, and holds it until it is killed.
-HOLDER = ("import sys, time; from mer.run_lock import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
+HOLDER = ("import sys, time; from mer.rundir.lock import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
           "print('locked', flush=True); time.sleep(600)")
 
 
@@ -166,7 +166,7 @@ def test_a_file_system_without_locks_is_refused_unless_the_user_accepts_it(tmp_p
     import errno
     import fcntl
 
-    from mer.run_lock import UNLOCKED_ENV, RunDirLockUnsupported
+    from mer.rundir.lock import UNLOCKED_ENV, RunDirLockUnsupported
 
     real_flock = fcntl.flock
 
@@ -186,7 +186,7 @@ def test_a_file_system_without_locks_is_refused_unless_the_user_accepts_it(tmp_p
 
 
 def test_starting_over_is_refused_while_a_live_run_owns_the_directory(tmp_path):
-    from mer.start_over import start_over
+    from mer.rundir.start_over import start_over
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -1,4 +1,4 @@
-"""A run always ends in a true status (mer.run_status, docs/run_directory.md): stopped by a signal even during
+"""A run always ends in a true status (mer.rundir.status, docs/run_directory.md): stopped by a signal even during
 start-up, failed with the reason for an error during start-up, and on a full disk a status that still fits
 and one line saying so. Real processes, real signals, a real full file system."""
 
@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 from mer_testing import small_bible_cli_overrides, tiny_run_config
 
-from mer.atomic_write import DiskFull
-from mer.run_dir import (
+from mer.files.atomic import DiskFull
+from mer.rundir.layout import (
     RunLock,
     effective_error,
     effective_status,
     lock_is_held,
     read_summary,
 )
-from mer.run_lock import read_record
-from mer.run_status import StatusWriter
+from mer.rundir.lock import read_record
+from mer.rundir.status import StatusWriter
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -81,9 +81,9 @@ def test_a_stop_signal_during_start_up_ends_stopped(small_bible, tmp_path, signu
 
 
 def test_a_damaged_checkpoint_is_refused_before_the_run_directory_is_written(small_bible, tmp_path):
-    """A checkpoint that cannot be read is caught by the checks before any work (mer.resume_check): the run is
+    """A checkpoint that cannot be read is caught by the checks before any work (mer.rundir.resume_check): the run is
     refused naming the file, and the directory is left as it was: no summary.json, the lock free."""
-    from mer.runner import run_training
+    from mer.launch.runner import run_training
 
     cfg = tiny_run_config(small_bible[0], tmp_path)
     run_dir = tmp_path / "run"
@@ -157,8 +157,8 @@ def test_a_run_that_fills_the_disk_ends_failed_with_one_line(small_bible, small_
 def test_start_up_signal_handling_leaves_other_handlers_in_charge_and_restores_the_defaults():
     """Only signals at their default action raise StopSignal (a sweep's own handler keeps them); afterwards the
     defaults are back, so a later job of a multirun starts as the first one did."""
-    from mer.run_status import StopSignal
-    from mer.startup_signals import stop_on_signals
+    from mer.rundir.status import StopSignal
+    from mer.signals.startup_signals import stop_on_signals
 
     seen = []
     interrupt_before = signal.getsignal(signal.SIGINT)  # SIG_IGN in a shell's background job, else Python's own

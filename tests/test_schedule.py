@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from mer.schedule import OptimConfig, build_optimizer, lr_at, warmup_cosine, warmup_steps_for
+from mer.optim.schedule import OptimConfig, build_optimizer, lr_at, warmup_cosine, warmup_steps_for
 
 
 def test_warmup_cosine_exact_values():

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from mer_testing import tiny_run_config
 
-from mer.config import RunConfig
-from mer.runner import run_training
+from mer.config.run_config import RunConfig
+from mer.launch.runner import run_training
 from mer.trackers.base import Tracker
 from mer.trackers.config import REQUIREMENTS, LoggerConfig, MlflowConfig, TensorBoardConfig, WandbConfig
 from mer.trackers.records import flatten_config, record_metrics
-from mer.trainer import Trainer, TrainingStopped
+from mer.training.trainer import Trainer, TrainingStopped
 
 HAVE = {name: __import__("importlib").util.find_spec(module) is not None for name, (module, _) in REQUIREMENTS.items()}
 needs = {name: pytest.mark.skipif(not HAVE[name], reason=f"{name} is not installed (pip install -e \".[{name}]\")")
@@ -307,8 +307,8 @@ def test_a_tracker_whose_library_is_missing_is_refused_with_the_pip_command(monk
 def test_the_logger_list_composes_and_does_not_change_the_run_name():
     from hydra import compose, initialize_config_module
 
-    from mer.config import register_configs, to_dataclass
-    from mer.run_dir import run_name_from_overrides
+    from mer.config.run_config import register_configs, to_dataclass
+    from mer.rundir.layout import run_name_from_overrides
 
     register_configs()
     overrides = ["logger=[tensorboard,mlflow]", "logger.mlflow.tracking_uri=sqlite:///x.db", "alpha=0.5"]
@@ -353,7 +353,7 @@ class _Collecting(Tracker):
 
 
 def test_a_failing_tracker_is_dropped_and_the_others_get_everything(tmp_path, caplog):
-    from mer.run_dir import MetricsLog
+    from mer.rundir.layout import MetricsLog
     from mer.trackers.dispatch import Trackers
 
     log = MetricsLog(tmp_path / "metrics.jsonl")

@@ -8,11 +8,11 @@ import signal
 import pytest
 from mer_testing import tiny_run_config
 
-from mer.config import RunConfig
+from mer.config.run_config import RunConfig
 from mer.data.corpus import DataError
-from mer.evaluation import fingerprint_id
-from mer.runner import RunConfigMismatch, run_training
-from mer.trainer import Trainer, TrainingStopped
+from mer.evaluation.windows import fingerprint_id
+from mer.launch.runner import RunConfigMismatch, run_training
+from mer.training.trainer import Trainer, TrainingStopped
 
 
 def _resolved(cfg: RunConfig) -> dict:
@@ -160,7 +160,7 @@ def test_resuming_with_shards_from_another_tokenizer_is_refused(small_bible, tmp
 
 
 def test_copied_and_referenced_replay_train_identically(small_bible, tmp_path):
-    from mer.replay import BufferConfig
+    from mer.replay.buffer import BufferConfig
 
     referenced = _train(tiny_run_config(small_bible[0], tmp_path / "ref", alpha=0.5, buffer=BufferConfig()))
     copied = _train(tiny_run_config(small_bible[0], tmp_path / "copy", alpha=0.5,

@@ -11,7 +11,7 @@ complete, so a script or CI sees a non-zero exit code, or with exit code 0 if al
 
 A job stopped by a signal (exit code 143: it checkpointed, the launcher or Slurm requeues it) ends the sweep at
 once, as with the other sweepers: launched again, it resumes. SIGTERM or SIGINT to the sweep itself does the same
-(`mer.stop_request`): the running job checkpoints after its step, no later job starts, exit code 143.
+(`mer.signals.stop_request`): the running job checkpoints after its step, no later job starts, exit code 143.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
-from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
+from mer.signals.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _last_line(text: str) -> str:
 
 def job_outcome(result: JobReturn | BaseException) -> tuple[str, str | None]:
     """completed | refused | failed, and the reason as one line."""
-    from mer.refusal import RunRefused
+    from mer.rundir.refusal import RunRefused
 
     if isinstance(result, JobReturn):
         if result.status == JobStatus.COMPLETED:
@@ -90,7 +90,7 @@ class MerGridSweeper(BasicSweeper):
 
         jobs: list[list[str]] = []
         results: list[JobReturn | BaseException] = []
-        # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.stop_request); in-process jobs only
+        # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.signals.stop_request); in-process jobs only
         with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
             while not self.is_done():
                 batch = self.get_job_batch()
@@ -131,7 +131,7 @@ class MerGridSweeper(BasicSweeper):
             return returns
 
     def _run_dir(self, overrides: list[str]) -> Path:
-        from mer.run_dir import run_name_from_overrides
+        from mer.rundir.layout import run_name_from_overrides
         from sweeps.rundirs import job_run_dir
 
         assert self.hydra_context is not None and self.config is not None

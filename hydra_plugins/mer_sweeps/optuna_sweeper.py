@@ -24,9 +24,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mer.atomic_write import write_text
-from mer.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
-from mer.usage_errors import UsageError
+from mer.config.usage_errors import UsageError
+from mer.files.atomic import write_text
+from mer.signals.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
 
 from .grid_sweeper import stop_sweep
 from .search_space import SearchSpace, parse_search_space
@@ -235,7 +235,7 @@ class MerOptunaSweeper(Sweeper):
         log.info("study %r (%s): %d of %d trials done; search space %s, fixed %s", self.study_name,
                  self.storage_spec or "sqlite", self._done(study), n_trials,
                  {k: str(v) for k, v in space.distributions.items()}, space.fixed)
-        # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.stop_request); in-process jobs
+        # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.signals.stop_request); in-process jobs
         with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
             while (remaining := n_trials - self._done(study)) > 0:
                 trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]

@@ -15,7 +15,7 @@ What they add to `hydra_plugins.hydra_submitit_launcher`:
 - **Several tasks per job train together.** With `tasks_per_node` > 1 (one task per GPU) or several `nodes`,
   every task exports torch's rendezvous variables (submitit's `TorchDistributedEnvironment`: MASTER_ADDR is
   the job's first node, the port is derived from the job id) and becomes one rank of a data-parallel run
-  (`mer.distributed`; `parallel=ddp|fsdp`). Rank 0 alone requeues the job after a time-out signal.
+  (`mer.parallel.distributed`; `parallel=ddp|fsdp`). Rank 0 alone requeues the job after a time-out signal.
 - **A failed job fails only its own result.** A job that exits (sys.exit) instead of raising still leaves a
   result, and a job that dies without one (killed, out of memory) is noticed through squeue, so one bad run
   does not stop a sweep or hang it. This matters where `sacct` does not work (no accounting database).
@@ -79,7 +79,7 @@ class _MerSubmititLauncher(BaseSubmititLauncher):
             signal.signal(signal.SIGUSR1, not_yet_training)
             signal.signal(usr_sig, on_timeout_or_preemption)
         if submitit.JobEnvironment().num_tasks > 1:
-            # The visible GPUs are left alone: mer.distributed picks cuda:<local rank modulo visible GPUs>,
+            # The visible GPUs are left alone: mer.parallel.distributed picks cuda:<local rank modulo visible GPUs>,
             # which also covers --gpus-per-task=1 (where CUDA_VISIBLE_DEVICES=<local rank> would name no GPU).
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from mer.atomic_write import publish_directory
+from mer.files.atomic import publish_directory
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Typed configs of the data pipeline: the task sequence, its sources and the tokenizer.
 
-Plain dataclasses: Hydra's ConfigStore registers them (in `mer.config`), YAML files in `conf/data/`
+Plain dataclasses: Hydra's ConfigStore registers them (in `mer.config.run_config`), YAML files in `conf/data/`
 extend them, and everything below sees plain Python objects. Every check runs in `__post_init__`, so
 a bad value fails when the config is built, before any text is read.
 """

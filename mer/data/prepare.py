@@ -11,11 +11,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mer.config import register_configs, to_dataclass
+from mer.config.run_config import register_configs, to_dataclass
+from mer.config.usage_errors import run_hydra_main, usage_exit
 from mer.data.config import DataConfig
 from mer.data.corpus import DataError
 from mer.data.pipeline import format_table, prepare_data
-from mer.usage_errors import run_hydra_main, usage_exit
 
 register_configs()
 

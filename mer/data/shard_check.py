@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mer.atomic_write import write_text
 from mer.data.corpus import DataError
-from mer.integrity import CHUNK_BYTES
+from mer.files.atomic import write_text
+from mer.files.hashing import CHUNK_BYTES
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mer.budget import new_blocks_needed, steps_per_task
+from mer.compute.budget import new_blocks_needed, steps_per_task
 from mer.data.corpus import DataError
 from mer.data.shards import ShardInfo
 
@@ -133,7 +133,7 @@ class TaskStream:
 def eval_span(tokens: np.ndarray, n_tokens: int | None, name: str = "task") -> np.ndarray:
     """The fixed held-out span of a task: the first `n_tokens` tokens of its validation split (all of them
     when None), a 1-D copy in the shard's dtype. It does not depend on the model: every model is scored
-    on the same targets (`mer.evaluation.plan_windows` cuts it into windows)."""
+    on the same targets (`mer.evaluation.windows.plan_windows` cuts it into windows)."""
     if n_tokens is not None and n_tokens > len(tokens):
         raise DataError(f"task {name!r}: data.eval_tokens={n_tokens:,} is longer than its validation split of "
                         f"{len(tokens):,} tokens; lower data.eval_tokens to at most {len(tokens):,}, or set it to "

@@ -16,7 +16,7 @@ import shlex
 from pathlib import Path
 
 from mer.data.corpus import DataError
-from mer.integrity import file_sha256
+from mer.files.hashing import file_sha256
 
 RECORD_FILE = "files.sha256.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")

@@ -1,9 +1,9 @@
 """Steps, tokens, Reptile interpolations and evaluations of a run, counted from its config alone (docs/plan.md).
 
-The trainer's loop (`mer.trainer.Trainer.fit`) replayed in arithmetic, task by task, so that a plan of
+The trainer's loop (`mer.training.trainer.Trainer.fit`) replayed in arithmetic, task by task, so that a plan of
 95,000 steps per task costs microseconds:
 
-- steps per task: `mer.budget.steps_per_task` (the config's `task_steps`);
+- steps per task: `mer.compute.budget.steps_per_task` (the config's `task_steps`);
 - new and replayed rows: every step trains B = optim.batch_size rows, round((1-alpha)*B) new and the
   rest replayed, except in task 0 where the buffer cannot yet replay: with `buffer.replay_current_task`
   (the default) the first step's replay slots are filled with new rows (the buffer then holds B blocks),
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mer.config import RunConfig
+from mer.config.run_config import RunConfig
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mer.config import RunConfig
+from mer.config.run_config import RunConfig
 
 
 @dataclass(frozen=True)

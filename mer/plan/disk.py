@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mer.config import RunConfig
+from mer.config.run_config import RunConfig
 from mer.plan.counts import RunCounts
 
 REFERENCE_BYTES = 8

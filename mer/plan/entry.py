@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mer.config import RunConfig
+from mer.config.run_config import RunConfig
 from mer.plan.estimate import build_plan, format_plan, plan_row
 from mer.plan.fit import fit_refusal
 

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from mer.config import RunConfig
-from mer.flops import estimate_flops
+from mer.compute.flops import estimate_flops
+from mer.config.run_config import RunConfig
 from mer.plan.counts import RunCounts, count_run
 from mer.plan.data_sizes import DataSizes, data_sizes
 from mer.plan.disk import DiskEstimate, estimate_disk
@@ -84,10 +84,10 @@ def _host_memory() -> int:
 
 
 def current_device(cfg: RunConfig) -> Device:
-    """The device, its memory and the world size of this job (`mer.distributed`'s view, nothing started)."""
+    """The device, its memory and the world size of this job (`mer.parallel.distributed`'s view, nothing started)."""
     import torch
 
-    from mer.distributed import resolve_device, world_from_env
+    from mer.parallel.distributed import resolve_device, world_from_env
 
     world = world_from_env()
     device = resolve_device(cfg.device, world.local_rank, world.world_size)
@@ -107,9 +107,9 @@ def _job_mode(cfg: RunConfig, device: Device) -> str:
 def build_plan(cfg: RunConfig, run_name: str, measure: bool = True, device: Device | None = None) -> RunPlan:
     """The plan of `cfg`'s run. `measure=False` does not time the model on a CPU: the rate is then the measured
     matmul rate, an upper bound (used by the fit check to decide cheaply whether a measurement is needed)."""
-    from mer.evaluation import plan_windows
-    from mer.mfu import measured_cpu_flops
-    from mer.model import estimate_parameters
+    from mer.compute.mfu import measured_cpu_flops
+    from mer.evaluation.windows import plan_windows
+    from mer.model.llama import estimate_parameters
 
     device = device or current_device(cfg)
     sizes = data_sizes(cfg)
@@ -195,7 +195,7 @@ def format_plan(plan: RunPlan, refusal: str | None) -> str:
     lines.append(f"{'total':<10}{c.steps:>10,}{c.rows_new:>12,}{c.rows_replay:>13,}{c.reptile_steps:>9,}"
                  f"{c.evaluations:>7,}  (+1 evaluation at step 0)")
     eval_note = "" if plan.eval_known else "  (unknown: held-out spans unknown before the data is prepared)"
-    lines += ["FLOPs (mer.flops.estimate_flops; docs/design.md):",
+    lines += ["FLOPs (mer.compute.flops.estimate_flops; docs/design.md):",
               f"  train new {f['new']:.3e}   replay {f['replay']:.3e}   Reptile {f['reptile']:.3e}   "
               f"= train {f['train']:.3e}",
               f"  evaluation {f['eval']:.3e}{eval_note}   total {f['total']:.3e}"]

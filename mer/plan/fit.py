@@ -10,7 +10,7 @@ slower than that is accepted without timing its model; otherwise a few training 
 
 from __future__ import annotations
 
-from mer.config import RunConfig
+from mer.config.run_config import RunConfig
 from mer.plan.estimate import RunPlan, build_plan
 
 CPU_SLOWDOWN_BOUND = 20

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mer.model import ModelConfig
+from mer.model.llama import ModelConfig
 
 FP32, BF16 = 4, 2
 MODES = ("single", "ddp", "fsdp")

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any, Sequence
 
-from mer.run_dir import write_atomic
+from mer.rundir.layout import write_atomic
 
 CSV_NAME = "plan.csv"
 TOTAL_COLUMNS = ("flops_train", "flops_eval", "flops_total", "gpu_hours", "hours_this_machine",
@@ -79,7 +79,7 @@ def report_sweep_plan(sweep_dir: Path, labels: Sequence[str], results: Sequence[
     """Gather the points' rows (a job's return value, or its refusal), print the table, write the CSV."""
     from hydra.core.utils import JobReturn, JobStatus
 
-    from mer.refusal import RunRefused
+    from mer.rundir.refusal import RunRefused
 
     rows = []
     for label, result in zip(labels, results, strict=True):

@@ -1,16 +1,16 @@
 """How fast this machine trains a model: measured on CPU, an assumed MFU on GPU (docs/plan.md).
 
 - **CPU:** real training steps of the run's model (forward, loss, backward, gradient clipping, AdamW, as
-  `mer.trainer.Trainer.train_step` does them, on random token ids, which cost what real ones cost) are
+  `mer.training.trainer.Trainer.train_step` does them, on random token ids, which cost what real ones cost) are
   timed after a warm-up step, at one row and at the micro-batch (or at as many rows as take about
   `STEP_SECONDS`, judged from the one-row step); the time of a micro-batch step is extrapolated on the line
   through the two (a fixed part per step and a part per row), and the rate is the training FLOPs of a step
-  (`mer.flops.estimate_flops`) over that time: five steps in all. A model whose single row would take
+  (`mer.compute.flops.estimate_flops`) over that time: five steps in all. A model whose single row would take
   more than 4 x `STEP_SECONDS` at the matmul rate, or whose weights, gradients, AdamW state and one row's
   activations would not fit in half the memory, is not built: its rate is then the measured fp32 matmul
-  rate (`mer.mfu.measured_cpu_flops`) times an assumed efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan
+  rate (`mer.compute.mfu.measured_cpu_flops`) times an assumed efficiency, `CPU_FALLBACK_EFFICIENCY`, and the plan
   says so.
-- **GPU:** the data-sheet peak of the GPU (`mer.mfu.GPU_PEAKS`; `peak_flops` overrides it) at the run's
+- **GPU:** the data-sheet peak of the GPU (`mer.compute.mfu.GPU_PEAKS`; `peak_flops` overrides it) at the run's
   precision, times an assumed MFU (`plan_mfu`, 0.4 unless set), stated in the plan.
 
 Evaluation FLOPs are assumed to run at the training rate per FLOP; checkpoint writes, data reading and
@@ -43,8 +43,8 @@ class Rate:
 
 
 def gpu_rate(gpu_name: str, precision: str, mfu: float, peak_override: float | None = None) -> Rate | None:
-    """The assumed rate of one GPU named `gpu_name` (matched in mer.mfu.GPU_PEAKS); None when its peak is unknown."""
-    from mer.mfu import peak_flops_from_table
+    """The assumed rate of one GPU named `gpu_name` (matched in mer.compute.mfu.GPU_PEAKS); None when its peak is unknown."""
+    from mer.compute.mfu import peak_flops_from_table
 
     if peak_override is not None:
         return Rate(peak_override * mfu, f"assumed MFU {mfu:.0%} of peak_flops={peak_override:.4g} FLOP/s", False)
@@ -56,7 +56,7 @@ def gpu_rate(gpu_name: str, precision: str, mfu: float, peak_override: float | N
 
 
 def _fallback_cpu_rate(reason: str) -> Rate:
-    from mer.mfu import measured_cpu_flops
+    from mer.compute.mfu import measured_cpu_flops
 
     peak = measured_cpu_flops()
     return Rate(peak * CPU_FALLBACK_EFFICIENCY,
@@ -73,8 +73,8 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
     import torch
     import torch.nn.functional as F
 
-    from mer.mfu import measured_cpu_flops
-    from mer.model import ModelConfig, build_model, estimate_parameters
+    from mer.compute.mfu import measured_cpu_flops
+    from mer.model.llama import ModelConfig, build_model, estimate_parameters
     from mer.plan.memory import training_activation_bytes
 
     model_cfg = ModelConfig(**dict(model_key))

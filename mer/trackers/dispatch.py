@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mer.run_dir import read_json, write_atomic
+from mer.rundir.layout import read_json, write_atomic
 from mer.trackers.base import Tracker
 from mer.trackers.records import flatten_config, record_metrics, status_of, summary_metrics
 

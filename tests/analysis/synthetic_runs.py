@@ -10,13 +10,13 @@ The trainer does not exist yet, so the analysis is tested on runs whose losses f
 Per-task curves are piecewise monotone: a task's loss falls from L0 to L_after(j) while it is
 trained and then rises linearly to L_end(j) by the end, so L_after, L_end and the forgetting of
 every task are known in closed form and summary.json is written from that truth, not from
-`mer.metrics` (so agreement between the two is a real check).
+`mer.evaluation.metrics` (so agreement between the two is a real check).
 
 Runs use a budget in optimizer steps (the same steps for every alpha, so replay runs see fewer new
 tokens); FLOPs per new token, the x of every fit, is 6N/(1-alpha) either way.
 
 Every run is scored, by default, on the same evaluation: summary.json carries the fingerprint
-`mer.evaluation` computes for fixed synthetic held-out spans and `eval.context` = SEQ_LEN. A Spec with
+`mer.evaluation.windows` computes for fixed synthetic held-out spans and `eval.context` = SEQ_LEN. A Spec with
 another `eval_context` gets another fingerprint; `eval_context=None` writes none (a run from before it).
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mer.evaluation import eval_fingerprint, fingerprint_id
+from mer.evaluation.windows import eval_fingerprint, fingerprint_id
 
 TASKS = ("en", "fr", "de")
 L0 = 8.0  # loss of a task before it is trained
@@ -159,7 +159,7 @@ def write_run(root: Path, spec: Spec) -> Path:
         n_evals += 1
         val = {name: loss_at(j, task, p, after, end) for j, name in enumerate(TASKS)}
         record = {"event": "eval", **counters(step, task), "val_loss": val, "boundary": is_boundary}
-        if spec.alignment:  # the fields mer.grad_alignment writes
+        if spec.alignment:  # the fields mer.evaluation.grad_alignment writes
             record.update(grad_cosine={t: true_cosine(spec) for t in TASKS[:task]},
                           grad_cosine_mean=true_cosine(spec) if task else None,
                           grad_norm={t: 1.0 for t in TASKS[: task + 1]})
@@ -192,7 +192,7 @@ def write_run(root: Path, spec: Spec) -> Path:
         spans = {t: np.arange(j, j + EVAL_TOKENS) for j, t in enumerate(TASKS)}
         fingerprint = eval_fingerprint("synthetic-tokenizer", spec.eval_context, spec.eval_context, spans)
         summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
-    if spec.commit is not None:  # the fields mer.provenance writes
+    if spec.commit is not None:  # the fields mer.rundir.provenance writes
         attempt = {"git_commit": spec.commit, "git_dirty": False, "mer_version": "0.1.0",
                    "command": f"python -m mer.run alpha={spec.alpha} seed={spec.seed}", "cwd": "/tmp",
                    "host": "synthetic", "started_at": "2026-01-01T00:00:00+00:00"}

@@ -33,7 +33,7 @@ def test_every_run_is_kept_and_flagged(collection) -> None:
 
 
 def test_recomputed_metrics_match_summary(collection) -> None:
-    """summary.json was written from the closed-form truth, not from mer.metrics."""
+    """summary.json was written from the closed-form truth, not from mer.evaluation.metrics."""
     runs = collection.runs
     done = runs[runs["status"] == "completed"]
     assert done["summary_agrees"].tolist() == [True] * len(done)

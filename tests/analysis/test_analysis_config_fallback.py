@@ -1,5 +1,5 @@
 """The analysis reads a run's settings from config.json when config.yaml is unreadable, and never tabulates a
-run as usable on guessed settings (analysis/rundir.py through mer.run_dir.read_config)."""
+run as usable on guessed settings (analysis/rundir.py through mer.rundir.layout.read_config)."""
 
 from __future__ import annotations
 

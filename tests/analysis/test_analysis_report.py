@@ -130,7 +130,7 @@ def test_optuna_study_figures(tmp_path: Path) -> None:
 
 
 def test_analysis_never_imports_torch() -> None:
-    code = ("import sys; import analysis.report, analysis.study, analysis.collect, mer.metrics; "
+    code = ("import sys; import analysis.report, analysis.study, analysis.collect, mer.evaluation.metrics; "
             "import analysis.figures; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

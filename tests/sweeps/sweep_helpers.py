@@ -49,7 +49,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from mer.config import register_configs
+    from mer.config.run_config import register_configs
     from sweeps.plugins import register_hydra_plugins
 
     register_configs()

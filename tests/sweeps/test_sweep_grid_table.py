@@ -104,7 +104,7 @@ def test_a_single_run_refusal_prints_the_reason_and_exits_2(tmp_path):
 
 
 def test_record_refusal_replaces_only_a_refusal(tmp_path):
-    from mer.refusal import record_refusal
+    from mer.rundir.refusal import record_refusal
 
     assert record_refusal(tmp_path / "new", "new", "first reason")
     assert record_refusal(tmp_path / "new", "new", "second reason")  # a refusal is updated

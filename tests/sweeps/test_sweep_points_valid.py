@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sweep_helpers import REPO, compose
 
-from mer.config import RunConfig, to_dataclass
+from mer.config.run_config import RunConfig, to_dataclass
 
 PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.yaml"))
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from sweep_helpers import REPO, compose, run_dirs, run_mer, summary
 
-from mer.model import CPU_SCALING_LADDER
+from mer.model.llama import CPU_SCALING_LADDER
 
 PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.yaml"))
 GRID_SIZES = {"paper_grid": 27, "replay_vs_scale": 90, "replay_vs_scale_quick": 12, "replay_vs_scale_paper": 90}
@@ -35,7 +35,7 @@ def test_preset_composes(preset):
     assert cfg.runs_dir == f"runs/{preset}"  # each preset sweeps into its own directory
     from omegaconf import OmegaConf, open_dict
 
-    from mer.config import RunConfig, to_dataclass
+    from mer.config.run_config import RunConfig, to_dataclass
 
     job = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))  # without Hydra's own node
     with open_dict(job):

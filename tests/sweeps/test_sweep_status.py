@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sweep_helpers import REPO, compose, run_dirs, run_mer, summary
 
-from mer.run_dir import RunLock, run_name_from_overrides
+from mer.rundir.layout import RunLock, run_name_from_overrides
 from sweeps.status import expected_grid_runs, format_status, sweep_status
 
 

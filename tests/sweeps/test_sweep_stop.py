@@ -1,6 +1,6 @@
 """SIGTERM or SIGINT to a local multirun (`python -m mer.run -m`, Hydra's in-process launcher) stops the whole
 sweep: the job that is training checkpoints, no later job starts, the sweep exits with 143, and the same command
-launched again finishes the sweep (mer.stop_request, hydra_plugins/mer_sweeps/grid_sweeper.py)."""
+launched again finishes the sweep (mer.signals.stop_request, hydra_plugins/mer_sweeps/grid_sweeper.py)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,6 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from mer.atomic_write import publish_file, write_text
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.sources.debian_extract import (
     EXTRACTOR_VERSION,
@@ -56,6 +55,7 @@ from mer.data.sources.debian_extract import (
     normalize_for_dedup,
     text_width,
 )
+from mer.files.atomic import publish_file, write_text
 
 log = logging.getLogger(__name__)
 

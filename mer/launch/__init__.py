@@ -1,0 +1,1 @@
+"""Launching a run: assemble the config, data, run directory and trackers and call the trainer (`runner`)."""

@@ -1,0 +1,2 @@
+"""Several processes and devices: the process group and device choice (`distributed`) and FSDP sharding
+(`sharding`)."""
