@@ -1,0 +1,56 @@
+"""What a task boundary leaves besides its evaluation: the task's model as a Hugging Face folder
+(`export_each_task`) and its downstream scores (`eval.downstream`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from mer.compute.flops import FlopCounter
+from mer.config.run_config import RunConfig
+from mer.parallel.distributed import Distributed
+
+if TYPE_CHECKING:  # imported only where eval.downstream is on (mer.training.trainer)
+    from mer.training.downstream_live import LiveDownstream
+
+log = logging.getLogger(__name__)
+
+
+def export_task_model(model: torch.nn.Module, cfg: RunConfig, run_dir: Path, tokenizer_dir: Path | None,
+                      task_names: list[str], task_name: str, losses: dict[str, float], sharded: bool,
+                      dist: Distributed) -> None:
+    """Keep the model of this task boundary as a Hugging Face folder, `models/after_<task>/` (export_each_task).
+
+    Under FSDP every rank takes part in gathering the whole weights onto rank 0 (on the host), which writes
+    them; the others wait. Written atomically (`mer.hf.export.write_hf_model`)."""
+    from mer.hf.export import task_model_dir, write_hf_model
+    from mer.hf.model_card import model_card
+
+    state = None
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if dist.is_main:
+        if tokenizer_dir is None:
+            raise ValueError("export_each_task needs the tokenizer's folder (Trainer(tokenizer_dir=...))")
+        card = model_card(run_dir.name, asdict(cfg), task_names, task_name, losses)
+        write_hf_model(task_model_dir(run_dir, task_name), model.config, tokenizer_dir, card,
+                       model=None if sharded else model, state_dict=state)
+        log.info("task %s: model kept in %s", task_name, task_model_dir(run_dir, task_name))
+    dist.barrier()
+
+
+def score_downstream(downstream: LiveDownstream, model: torch.nn.Module, task_names: list[str], task_name: str,
+                     step: int, bf16: bool, dist: Distributed, flops: FlopCounter) -> None:
+    """eval.downstream at the end of `task_name`: rank 0 scores the live model; the others wait. The tokens it
+    forwarded count as evaluation FLOPs on every rank."""
+    forwarded = torch.zeros((), dtype=torch.float64, device=dist.device)
+    if dist.is_main:
+        forwarded += downstream.score(model, task_name, task_names.index(task_name), step, bf16)
+        model.train()
+    flops.add_eval(int(dist.sum(forwarded).item()))
