@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mer.data.corpus import DataError
-
-if TYPE_CHECKING:
-    from mer.data.sources.debian_config import DebianDocsConfig
 
 SUPPORTED_LANGUAGES = ("en", "fr", "de", "es", "it", "ru", "ja", "zh", "ar")
 """Languages with default packages and a language check."""
@@ -84,7 +81,14 @@ def _known_prefix(package: str, language: str) -> str:
     return ""
 
 
-def package_sources(language: str, cfg: DebianDocsConfig) -> list[PackageSource]:
+class PackageChoice(Protocol):
+    """What `package_sources` reads of a `DebianDocsConfig` (a protocol, so this module need not import the
+    config, which imports this module's tables)."""
+
+    packages: dict[str, list[str]]
+
+
+def package_sources(language: str, cfg: PackageChoice) -> list[PackageSource]:
     """The packages (and folders inside them) read for `language`, in order, before max_packages."""
     if language not in SUPPORTED_LANGUAGES:
         raise DataError(
