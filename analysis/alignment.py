@@ -70,11 +70,11 @@ def per_run(evals: pd.DataFrame) -> pd.DataFrame:
 def alignment_table(runs: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (model, alpha, Reptile) with alignment records: seeds, evaluations per run, mean cosine
     ± std over seeds and its 95% interval, the mean at task boundaries, and the lowest evaluation's mean cosine."""
-    from analysis import figures  # matplotlib only where a figure or its ordering is needed (collect stays light)
+    from analysis.figure_data import ordered_runs  # imported here, not above: collect stays light
     from analysis.tables import fmt_mean_std
 
     stats = per_run(evals)
-    runs = figures._ordered(runs)
+    runs = ordered_runs(runs)
     runs = runs.merge(stats, on="run_id", how="inner")
     rows = []
     for setting, grp in runs.groupby("setting", sort=False):
@@ -99,14 +99,17 @@ def plot_alignment(evals: pd.DataFrame, runs: pd.DataFrame):
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter, MaxNLocator
 
-    from analysis import figures, palette
+    from analysis import palette
+    from analysis.figure_data import CONFIG, evals_with_config, in_run_order, ordered_runs, over_seeds
+    from analysis.figure_marks import line_with_band
+    from analysis.figure_style import SPREAD, TICK_FONT, fmt_params, group_label, legend, suptitle
 
     ev = measured(evals)
     ev = ev[ev["run_id"].isin(runs["run_id"])] if not ev.empty else ev
     if ev.empty:
         return None
-    runs = figures._ordered(runs[runs["run_id"].isin(ev["run_id"])])
-    ev = figures._with_config(ev, runs)
+    runs = ordered_runs(runs[runs["run_id"].isin(ev["run_id"])])
+    ev = evals_with_config(ev, runs)
     models = list(dict.fromkeys(runs["model"]))
     ncol = min(3, len(models))
     nrow = math.ceil(len(models) / ncol)
@@ -117,33 +120,32 @@ def plot_alignment(evals: pd.DataFrame, runs: pd.DataFrame):
     params = dict(zip(runs["model"], runs["n_params"], strict=True))
     for ax, model in zip(axes, models, strict=False):
         in_panel = runs[runs["model"] == model]
-        curves = figures._over_seeds(ev[ev["run_id"].isin(in_panel["run_id"])], [*figures.CONFIG, "step"],
-                                     ["tokens_new", MEAN])
-        for (_, alpha, k, eps), c in figures._in_order(curves, in_panel):
+        curves = over_seeds(ev[ev["run_id"].isin(in_panel["run_id"])], [*CONFIG, "step"], ["tokens_new", MEAN])
+        for (_, alpha, k, eps), c in in_run_order(curves, in_panel):
             color, style = alphas[float(alpha)], styles[(k, eps)]
-            figures._line_with_band(ax, c["tokens_new"], c[MEAN], c[f"{MEAN}_std"], c["n"], color=color,
-                                    ls=style["linestyle"], label=figures._group_label(alpha, k, eps))
+            line_with_band(ax, c["tokens_new"], c[MEAN], c[f"{MEAN}_std"], c["n"], color=color,
+                           ls=style["linestyle"], label=group_label(alpha, k, eps))
             ax.plot(c["tokens_new"].iloc[-1], c[MEAN].iloc[-1], color=color, marker=style["marker"], ms=4, ls="")
         ax.axhline(0.0, color="0.5", ls=":", lw=0.9)
-        ax.set_title(f"{model} ({figures._fmt_params(params[model])})", fontsize=9)
+        ax.set_title(f"{model} ({fmt_params(params[model])})", fontsize=9)
         ax.set_xlabel("new-data tokens trained", fontsize=9)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 1.5M, not 1500000 (as the task_losses figure)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.tick_params(labelsize=figures.TICK_FONT)
+        ax.tick_params(labelsize=TICK_FONT)
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("mean cosine, current vs earlier tasks", fontsize=9)
     for ax in axes[len(models):]:
         ax.set_visible(False)
-    figures._legend(fig, axes, fontsize=7, loc="outside right upper")
-    figures._suptitle(fig, f"Gradient alignment over training ({figures.SPREAD}; marker: end of training; "
-                           "dotted: orthogonal)")
+    legend(fig, axes, fontsize=7, loc="outside right upper")
+    suptitle(fig, f"Gradient alignment over training ({SPREAD}; marker: end of training; dotted: orthogonal)")
     return fig
 
 
 def add_alignment(rep) -> None:
-    """Add the alignment table, figure and report section to a report (`analysis.report.Report`) when any usable
-    run has alignment records; nothing otherwise."""
-    from analysis import figures, tables
+    """Add the alignment table, figure and report section to a report (`analysis.report_contents.Report`) when
+    any usable run has alignment records; nothing otherwise."""
+    from analysis import tables
+    from analysis.figure_style import save
 
     usable, evals = rep.usable, rep.collection.evals
     if usable.empty or evals.empty:
@@ -166,7 +168,7 @@ def add_alignment(rep) -> None:
              "evaluation: the `grad_cosine_mean` and `grad_cosine.<task>` columns of `data/evals.csv`.", ""]
     fig = plot_alignment(evals, usable)
     if fig is not None:
-        rep.files += figures.save(fig, rep.out / "figures", FIGURE)
+        rep.files += save(fig, rep.out / "figures", FIGURE)
         lines += [f"![{FIGURE}](figures/{FIGURE}.png)", "",
                   "Mean cosine over new-data tokens, one panel per model: colour = replay rate, line style = Reptile "
                   "setting; mean over seeds with a band of ± 1 sample std.", ""]

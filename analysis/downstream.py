@@ -115,9 +115,10 @@ def plot_downstream(records: pd.DataFrame) -> tuple[Figure | None, int]:
 
 
 def add_downstream(rep) -> None:
-    """Add the downstream table, figure and report section to a report (`analysis.report.Report`) when any run
-    has downstream records; nothing otherwise."""
-    from analysis import figures, tables
+    """Add the downstream table, figure and report section to a report (`analysis.report_contents.Report`) when
+    any run has downstream records; nothing otherwise."""
+    from analysis import tables
+    from analysis.figure_style import save
 
     runs = rep.collection.runs
     if runs.empty:
@@ -143,7 +144,7 @@ def add_downstream(rep) -> None:
              tables.to_markdown(table), "LaTeX: [tables/downstream.tex](tables/downstream.tex); every record: "
              "`data/downstream.csv`.", ""]
     if fig is not None:
-        rep.files += figures.save(fig, rep.out / "figures", FIGURE)
+        rep.files += save(fig, rep.out / "figures", FIGURE)
         lines += [f"![{FIGURE}](figures/{FIGURE}.png)", "",
                   "Accuracy on each downstream task after each training task: the downstream forgetting matrix.", ""]
         if dropped:

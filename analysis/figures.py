@@ -14,49 +14,50 @@ Every figure keeps the same conventions, so a reader learns them once:
 - legends are built from the drawn artists (the first artist of each group carries the label), so
   nothing absent from the axes (e.g. a fit that failed) gets an entry;
 - log axes label a few major ticks (powers of ten, else 1-2-5 steps) and never their minor ticks.
+
+This module holds the report's four figures; what they share lives apart, one job a module:
+`analysis.figure_data` (configurations in order, averaged over seeds), `analysis.figure_marks`
+(mean lines and points with their seed spread, fitted curves), `analysis.figure_style` (labels,
+legend, title, `save`) and `analysis.log_axes` (log ticks and their labels). `save`,
+`reptile_label` and `SEED_SPREAD_GID` are re-exported here for the report and its callers.
 """
 
 from __future__ import annotations
 
 import math
-import textwrap
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from analysis import palette
-from analysis.families import METRIC_WORDS, NO_REPLAY, X_COL, FamilyFit, add_setting_columns, no_replay_runs
+from analysis.families import METRIC_WORDS, NO_REPLAY, X_COL, FamilyFit, no_replay_runs
+from analysis.figure_data import CONFIG, evals_with_config, in_run_order, ordered_runs, over_seeds
+from analysis.figure_marks import SEED_SPREAD_GID, draw_fit, line_with_band, mean_point
+from analysis.figure_style import (
+    FLOPS_LABEL,
+    LOSS_LABEL,
+    PER_TOKEN_LABEL,
+    SPREAD,
+    TICK_FONT,
+    fmt_params,
+    group_label,
+    legend,
+    reptile_label,
+    save,
+    suptitle,
+)
+from analysis.log_axes import log_axis, plain, sci
+
+__all__ = ["MAX_PANELS", "SEED_SPREAD_GID", "plot_forgetting_heatmap", "plot_loss_vs_flops", "plot_stability_plasticity",
+           "plot_task_losses", "reptile_label", "save"]
 
 MAX_PANELS = 16
-FLOPS_LABEL = "training FLOPs (new + replay + Reptile)"
-PER_TOKEN_LABEL = "training FLOPs per new-data token"
-LOSS_LABEL = "validation loss (nats/token)"
-SPREAD = "mean ± 1 sample std over seeds"
-SEED_SPREAD_GID = "seed-spread"
-"""gid of every band over seeds, which tells them apart from a fit's bootstrap band."""
-CONFIG = ["model", "alpha", "k_eff", "eps_eff"]
-"""Columns that identify a configuration; its runs differ only in the seed."""
-TICK_FONT = 8
 
-
-def save(fig: Figure, out_dir: Path, name: str, dpi: int = 150) -> list[Path]:
-    """Write `name`.png (at `dpi`) and `name`.pdf into `out_dir`; returns the two paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    return paths
-
-
-def reptile_label(k: int, eps: float) -> str:
-    """'off', or 'k=16 eps=0.1': a Reptile setting as legends and heatmap columns name it."""
-    return "off" if (k, eps) == palette.REPTILE_OFF else f"k={k} eps={eps:g}"
+# The names the axis helpers had when they lived here (tests/analysis/test_analysis_figures.py draws with them).
+_log_axis, _sci, _plain = log_axis, sci, plain
 
 
 def plot_task_losses(evals: pd.DataFrame, runs: pd.DataFrame, tasks: list[str]) -> tuple[Figure | None, int]:
@@ -68,10 +69,10 @@ def plot_task_losses(evals: pd.DataFrame, runs: pd.DataFrame, tasks: list[str]) 
     """
     if evals.empty or runs.empty:
         return None, 0
-    runs = _ordered(runs)
+    runs = ordered_runs(runs)
     settings = list(dict.fromkeys(runs["setting"]))
     shown, dropped = settings[:MAX_PANELS], max(0, len(settings) - MAX_PANELS)
-    ev = _with_config(evals, runs)
+    ev = evals_with_config(evals, runs)
     ncol = min(4, len(shown))
     nrow = math.ceil(len(shown) / ncol)
     fig = Figure(figsize=(3.0 * ncol + 1.0, 2.5 * nrow + 0.6), layout="constrained")
@@ -79,10 +80,10 @@ def plot_task_losses(evals: pd.DataFrame, runs: pd.DataFrame, tasks: list[str]) 
     colors = palette.task_colors(tasks)
     for ax, setting in zip(axes, shown, strict=False):
         sub = ev[ev["setting"] == setting]
-        curves = _over_seeds(sub, ["step"], ["tokens_new", *(f"val_loss.{t}" for t in tasks)])
+        curves = over_seeds(sub, ["step"], ["tokens_new", *(f"val_loss.{t}" for t in tasks)])
         for t in tasks:
             col = f"val_loss.{t}"
-            _line_with_band(ax, curves["tokens_new"], curves[col], curves[f"{col}_std"], curves["n"], color=colors[t], ls="-", label=t)
+            line_with_band(ax, curves["tokens_new"], curves[col], curves[f"{col}_std"], curves["n"], color=colors[t], ls="-", label=t)
         for xb in sub.loc[sub["boundary"], "tokens_new"].unique():
             ax.axvline(xb, color="0.5", ls=":", lw=0.9)
         n_seeds = sub["run_id"].nunique()
@@ -95,8 +96,8 @@ def plot_task_losses(evals: pd.DataFrame, runs: pd.DataFrame, tasks: list[str]) 
     for ax in axes[len(shown):]:
         ax.set_visible(False)
     fig.supylabel(LOSS_LABEL, fontsize=9)
-    _legend(fig, axes, title="task", loc="outside lower center", ncols=len(tasks), fontsize=8, title_fontsize=8)
-    _suptitle(fig, f"Per-task validation loss during training ({SPREAD}; dotted: end of a task)")
+    legend(fig, axes, title="task", loc="outside lower center", ncols=len(tasks), fontsize=8, title_fontsize=8)
+    suptitle(fig, f"Per-task validation loss during training ({SPREAD}; dotted: end of a task)")
     return fig, dropped
 
 
@@ -114,8 +115,8 @@ def plot_loss_vs_flops(evals: pd.DataFrame, runs: pd.DataFrame, total_fit: Famil
     """
     if evals.empty or runs.empty:
         return None
-    runs = _ordered(runs)
-    ev = _with_config(evals, runs)
+    runs = ordered_runs(runs)
+    ev = evals_with_config(evals, runs)
     ev = ev[ev["flops_train"] > 0]  # the first evaluation, before any training, has no place on a log axis
     if ev.empty:
         return None
@@ -133,28 +134,28 @@ def plot_loss_vs_flops(evals: pd.DataFrame, runs: pd.DataFrame, total_fit: Famil
     params = dict(zip(runs["model"], runs["n_params"], strict=True))
     for ax, (panel, in_panel) in zip(axes, panels.items(), strict=False):
         by_size = panel == "no replay"
-        curves = _over_seeds(ev[ev["run_id"].isin(in_panel["run_id"])], [*CONFIG, "step"], ["flops_train", "val_loss_mean"])
-        for (model, alpha, k, eps), c in _in_order(curves, in_panel):
+        curves = over_seeds(ev[ev["run_id"].isin(in_panel["run_id"])], [*CONFIG, "step"], ["flops_train", "val_loss_mean"])
+        for (model, alpha, k, eps), c in in_run_order(curves, in_panel):
             if by_size:
-                color, style, label = sizes[float(np.nan_to_num(params[model]))], styles[palette.REPTILE_OFF], f"{model} ({_fmt_params(params[model])})"
+                color, style, label = sizes[float(np.nan_to_num(params[model]))], styles[palette.REPTILE_OFF], f"{model} ({fmt_params(params[model])})"
             else:
-                color, style, label = alphas[float(alpha)], styles[(k, eps)], _group_label(alpha, k, eps)
-            _line_with_band(ax, c["flops_train"], c["val_loss_mean"], c["val_loss_mean_std"], c["n"], color=color, ls=style["linestyle"], label=label)
+                color, style, label = alphas[float(alpha)], styles[(k, eps)], group_label(alpha, k, eps)
+            line_with_band(ax, c["flops_train"], c["val_loss_mean"], c["val_loss_mean_std"], c["n"], color=color, ls=style["linestyle"], label=label)
             ax.plot(c["flops_train"].iloc[-1], c["val_loss_mean"].iloc[-1], color=color, marker=style["marker"], ms=4, ls="")
         if total_fit is not None:
-            _draw_fit(ax, total_fit, color=palette.FIT, ls="-", label="no-replay fit of retained loss", band=True,
+            draw_fit(ax, total_fit, color=palette.FIT, ls="-", label="no-replay fit of retained loss", band=True,
                       within=None if by_size else tuple(ax.dataLim.intervalx))
-        _log_axis(ax, "x", _sci)
-        _log_axis(ax, "y", _plain)
+        log_axis(ax, "x", sci)
+        log_axis(ax, "y", plain)
         ax.set_xlabel(FLOPS_LABEL, fontsize=9)
-        ax.set_title("no replay: one line per model size" if by_size else f"{panel} ({_fmt_params(params[panel])}): by replay rate", fontsize=9)
+        ax.set_title("no replay: one line per model size" if by_size else f"{panel} ({fmt_params(params[panel])}): by replay rate", fontsize=9)
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("mean validation loss over all tasks (nats/token)", fontsize=9)
         # Beside its panel: the key of that panel's colours (model size, or alpha and Reptile setting).
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    _suptitle(fig, f"Loss over training ({SPREAD}; marker: end of training)")
+    suptitle(fig, f"Loss over training ({SPREAD}; marker: end of training)")
     return fig
 
 
@@ -169,34 +170,34 @@ def plot_stability_plasticity(runs: pd.DataFrame, fits: list[FamilyFit]) -> Figu
     """
     if runs.empty:
         return None
-    runs = _ordered(runs)
-    points = _over_seeds(runs, CONFIG, [X_COL, "retained_loss", "learned_loss"])
+    runs = ordered_runs(runs)
+    points = over_seeds(runs, CONFIG, [X_COL, "retained_loss", "learned_loss"])
     fig = Figure(figsize=(9.5, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
     alphas = palette.alpha_colors(runs["alpha"])
     styles = palette.reptile_styles(zip(runs["k_eff"], runs["eps_eff"], strict=True))
     for ax, metric in zip(axes, ("retained_loss", "learned_loss"), strict=True):
         seen: set[str] = set()
-        for (_, alpha, k, eps), p in _in_order(points, runs):
+        for (_, alpha, k, eps), p in in_run_order(points, runs):
             p = p.iloc[0]
-            label = _first(seen, _group_label(alpha, k, eps))
-            _point(ax, p[X_COL], p[metric], p[f"{metric}_std"], p["n"], color=alphas[float(alpha)], marker=styles[(k, eps)]["marker"], label=label)
+            label = _first(seen, group_label(alpha, k, eps))
+            mean_point(ax, p[X_COL], p[metric], p[f"{metric}_std"], p["n"], color=alphas[float(alpha)], marker=styles[(k, eps)]["marker"], label=label)
         for ff in fits:
             if ff.metric != metric or ff.x_col != X_COL:  # a fit against another x has no place on this axis
                 continue
             if ff.family.startswith(NO_REPLAY):
-                _draw_fit(ax, ff, color=palette.FIT, ls="-", label="no-replay fit", band=True)
+                draw_fit(ax, ff, color=palette.FIT, ls="-", label="no-replay fit", band=True)
             else:
                 fam = runs[runs["run_id"].isin(ff.points["run_id"])].iloc[0]
-                _draw_fit(ax, ff, color=palette.REPLAY_FIT, ls=styles[(fam["k_eff"], fam["eps_eff"])]["linestyle"],
+                draw_fit(ax, ff, color=palette.REPLAY_FIT, ls=styles[(fam["k_eff"], fam["eps_eff"])]["linestyle"],
                           label=f"fit: {ff.family}", band=False)
-        _log_axis(ax, "x", _sci)
+        log_axis(ax, "x", sci)
         ax.tick_params(labelsize=TICK_FONT)
         ax.set_xlabel(PER_TOKEN_LABEL, fontsize=9)
         ax.set_ylabel(f"{METRIC_WORDS[metric]} (nats/token)", fontsize=9)
         ax.set_title("stability: retained loss after the last task" if metric == "retained_loss" else "plasticity: loss right after each task", fontsize=9)
-    _legend(fig, axes, fontsize=7, loc="outside lower center", ncols=3)
-    _suptitle(fig, f"Stability and plasticity ({SPREAD}); alpha=0 with Reptile off: the no-replay runs, one per model size")
+    legend(fig, axes, fontsize=7, loc="outside lower center", ncols=3)
+    suptitle(fig, f"Stability and plasticity ({SPREAD}); alpha=0 with Reptile off: the no-replay runs, one per model size")
     return fig
 
 
@@ -209,14 +210,14 @@ def plot_forgetting_heatmap(runs: pd.DataFrame) -> Figure | None:
     A model gets a panel when it has at least two alphas or two Reptile settings. Returns None when
     no model has.
     """
-    runs = _ordered(runs[runs["forgetting"].notna()]) if not runs.empty else runs
+    runs = ordered_runs(runs[runs["forgetting"].notna()]) if not runs.empty else runs
     if runs.empty:
         return None
     models = [m for m, g in runs.groupby("model", sort=False)
               if g["alpha"].nunique() >= 2 or g[["k_eff", "eps_eff"]].drop_duplicates().shape[0] >= 2]
     if not models:
         return None
-    cells = _over_seeds(runs[runs["model"].isin(models)], CONFIG, ["forgetting"])
+    cells = over_seeds(runs[runs["model"].isin(models)], CONFIG, ["forgetting"])
     vmin, vmax = cells["forgetting"].min(), cells["forgetting"].max()
     widths = [cells[cells["model"] == m][["k_eff", "eps_eff"]].drop_duplicates().shape[0] for m in models]
     rows = max(cells[cells["model"] == m]["alpha"].nunique() for m in models)
@@ -238,92 +239,10 @@ def plot_forgetting_heatmap(runs: pd.DataFrame) -> Figure | None:
         ax.set_xlabel("Reptile setting", fontsize=9)
         ax.set_ylabel("replay rate alpha", fontsize=9)
         ax.tick_params(labelsize=TICK_FONT, rotation=0)
-        ax.set_title(f"{model} ({_fmt_params(params[model])})", fontsize=9)
+        ax.set_title(f"{model} ({fmt_params(params[model])})", fontsize=9)
     fig.colorbar(axes[-1].collections[0], ax=list(axes), label="forgetting (nats/token)", shrink=0.9)
-    _suptitle(fig, f"Forgetting ({SPREAD}{'; blank: not run' if empty else ''})")
+    suptitle(fig, f"Forgetting ({SPREAD}{'; blank: not run' if empty else ''})")
     return fig
-
-
-def _ordered(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` with setting columns (`add_setting_columns`), sorted by model size, alpha, then Reptile (k, eps)."""
-    r = add_setting_columns(runs)
-    return r.assign(_n=r["n_params"].fillna(0)).sort_values(["_n", "model", *CONFIG[1:], "seed"]).drop(columns="_n")
-
-
-def _with_config(evals: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Evaluations of `runs` with each run's configuration columns and setting label (from `runs`)."""
-    cols = [*CONFIG, "setting"]
-    return evals.drop(columns=[c for c in cols if c in evals.columns]).merge(runs[["run_id", *cols]], on="run_id")
-
-
-def _over_seeds(df: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
-    """One row per `keys` group, sorted by `keys`: for each column v of `values` its mean `v` and
-    sample std `v_std` (NaN for one run), and `n`, the number of runs (seeds) in the group."""
-    g = df.groupby(keys, sort=True)
-    out = g[values].mean().join(g[values].std(ddof=1).add_suffix("_std"))
-    out["n"] = g["run_id"].nunique()
-    return out.reset_index()
-
-
-def _in_order(table: pd.DataFrame, runs: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]]:
-    """(configuration key, its rows of `table`) for each configuration of `runs` that `table` has, in `runs`' order."""
-    groups = dict(list(table.groupby(CONFIG, sort=False)))
-    for key in dict.fromkeys(runs[CONFIG].itertuples(index=False, name=None)):
-        if key in groups:
-            yield key, groups[key]
-
-
-def _line_with_band(ax: Axes, x: pd.Series, mean: pd.Series, std: pd.Series, n: pd.Series, *, color, ls, label: str) -> None:
-    """A mean line and, where it averages more than one seed, a band of ± std tagged `SEED_SPREAD_GID`."""
-    ax.plot(x, mean, color=color, ls=ls, lw=1.3, label=label)
-    spread = (n > 1).to_numpy()
-    if spread.any():
-        ax.fill_between(x, mean - std, mean + std, where=spread, color=color, alpha=0.2, lw=0, gid=SEED_SPREAD_GID)
-
-
-def _point(ax: Axes, x: float, y: float, std: float, n: int, *, color, marker: str, label: str) -> None:
-    """A configuration's mean as an errorbar container, with a ± std bar only when it has more than one
-    seed (a single seed has no spread to show). Containers for all points keep the legend in drawing order."""
-    ax.errorbar(x, y, yerr=std if n > 1 else None, ls="", capsize=2, elinewidth=0.9, color=color, marker=marker, ms=5,
-                mec="white", mew=0.4, label=label, zorder=3)
-
-
-def _draw_fit(ax: Axes, ff: FamilyFit, *, color, ls, label: str, band: bool, within: tuple[float, float] | None = None) -> None:
-    """Draw a converged fit over its data's x range widened 1.5x each way and cut to `within`.
-
-    Nothing when the fit failed or the range is empty. With `band` and a bootstrap, adds the 95%
-    band and says so in the label.
-    """
-    if not ff.fit.converged:
-        return
-    lo, hi = ff.fit.ranges["C"]
-    lo, hi = lo / 1.5, hi * 1.5
-    if within is not None:
-        lo, hi = max(lo, within[0]), min(hi, within[1])
-    if not lo < hi:
-        return
-    grid = np.geomspace(lo, hi, 200)
-    with_band = band and ff.boot is not None and ff.boot.ok.shape[0] > 1
-    ax.plot(grid, ff.fit.predict(grid), color=color, ls=ls, lw=1.5, label=label + (" (95% band)" if with_band else ""), zorder=2)
-    if with_band:
-        blo, bhi = ff.boot.band(grid)
-        ax.fill_between(grid, blo, bhi, color=color, alpha=0.18, lw=0, zorder=1)
-
-
-def _legend(fig: Figure, axes: Iterable[Axes], **kw) -> None:
-    """One figure legend of the labelled artists drawn on `axes`, the first artist of each label."""
-    handles: dict[str, object] = {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), **kw)
-
-
-def _suptitle(fig: Figure, text: str, fontsize: float = 10) -> None:
-    """`text` as the figure's title, wrapped to the figure's width (a narrow figure's title would overhang)."""
-    chars = max(30, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))  # an average glyph is about 0.55 em wide
-    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 
 
 def _first(seen: set[str], label: str) -> str:
@@ -334,78 +253,7 @@ def _first(seen: set[str], label: str) -> str:
     return label
 
 
-def _group_label(alpha: float, k: int, eps: float) -> str:
-    return f"alpha={alpha:g}, Reptile {reptile_label(k, eps)}"
-
-
 def _cell_text(mean: float, std: float, n: int, show_n: bool) -> str:
     """'0.123\\n± 0.004' (the mean alone for one seed), with '\\nn=2' appended when `show_n`."""
     text = f"{mean:.3f}" + (f"\n± {std:.3f}" if n > 1 else "")
     return text + (f"\nn={n}" if show_n else "")
-
-
-class _LogTicks(LogLocator):
-    """Major ticks of a log axis, few enough to label without overlap.
-
-    Powers of ten (every second or third when more than `max_ticks` are in view); when the view holds
-    fewer than two, 1-2-5 steps, or else 1-3 steps, whichever first puts two to `max_ticks` ticks in
-    view; else evenly spaced round values.
-    matplotlib's default instead labels the minor ticks of a view under a decade ("3x10^10 4x10^10"),
-    and those labels run into each other.
-    """
-
-    def __init__(self, max_ticks: int):
-        super().__init__()
-        self.max_ticks = max_ticks
-
-    def __call__(self) -> np.ndarray:
-        return self.tick_values(*self.nonsingular(*self.axis.get_view_interval()))
-
-    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
-        """Ticks for the view [vmin, vmax] (both > 0; the axis' `nonsingular` sees to that)."""
-        vmin, vmax = sorted((vmin, vmax))
-        lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
-        for subs in ((1,), (1, 2, 5), (1, 3)):
-            ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in subs if vmin <= m * 10.0**e <= vmax]
-            if len(ticks) >= 2 and (subs == (1,) or len(ticks) <= self.max_ticks):
-                return np.array(ticks[:: math.ceil(len(ticks) / self.max_ticks)])
-        ticks = MaxNLocator(nbins=self.max_ticks, steps=[1, 2, 5, 10]).tick_values(vmin, vmax)
-        return ticks[(ticks >= vmin) & (ticks <= vmax)]
-
-
-def _log_axis(ax: Axes, which: str, formatter) -> None:
-    """Log-scale `which` ("x" or "y") of `ax` with `_LogTicks` labelled by `formatter` and unlabelled minor ticks.
-
-    x gets fewer ticks than y: its labels ("2×10^10") are wide, y's (loss: "3") are short.
-    """
-    getattr(ax, f"set_{which}scale")("log")
-    axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_locator(_LogTicks(max_ticks=4 if which == "x" else 6))
-    axis.set_major_formatter(FuncFormatter(formatter))
-    axis.set_minor_formatter(NullFormatter())
-    ax.tick_params(labelsize=TICK_FONT)
-
-
-def _sci(value: float, _pos=None) -> str:
-    """'10^9' for a power of ten, else '2×10^9' or '1.05×10^11' (mathtext): short FLOPs labels."""
-    if value <= 0:
-        return ""
-    exp = math.floor(math.log10(value) + 1e-9)
-    mant = value / 10.0**exp
-    if abs(mant - 1) < 1e-6:
-        return rf"$10^{{{exp}}}$"
-    return rf"${mant:.3g}{{\times}}10^{{{exp}}}$"
-
-
-def _plain(value: float, _pos=None) -> str:
-    """3, 4, 6 instead of 10^0.5: log-scaled loss axes read better in plain numbers."""
-    return f"{value:g}"
-
-
-def _fmt_params(n: float) -> str:
-    if not np.isfinite(n) or n <= 0:
-        return "size unknown"
-    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.3g}{unit} params"
-    return f"{n:.0f} params"

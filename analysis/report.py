@@ -24,7 +24,6 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,9 +31,9 @@ from tqdm.auto import tqdm
 
 from analysis import figures, tables
 from analysis.alignment import add_alignment
-from analysis.claims import Claim, check_claims
-from analysis.collect import Collection, collect, write_tables
-from analysis.compare import Comparison, compare_with_scaling, summary_lines
+from analysis.claims import check_claims
+from analysis.collect import collect, write_tables
+from analysis.compare import compare_with_scaling, summary_lines
 from analysis.families import (
     METRIC_WORDS,
     METRICS,
@@ -48,23 +47,8 @@ from analysis.families import (
 from analysis.fingerprints import MixedEvaluations, check_same_evaluation
 from analysis.problems import group_problems
 from analysis.provenance import mixed_code_warning, provenance_table
-
-
-@dataclass
-class Report:
-    """What a report run produced (returned for tests and scripting)."""
-
-    out: Path
-    collection: Collection
-    sequence: str = ""
-    usable: pd.DataFrame = field(default_factory=pd.DataFrame)
-    fits: list[FamilyFit] = field(default_factory=list)
-    comparisons: list[Comparison] = field(default_factory=list)
-    claims: list[Claim] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    """Unexpected exceptions (bugs), with tracebacks in errors.log."""
+from analysis.report_contents import Report
+from analysis.results_page import write_results_page
 
 
 def build_report(
@@ -136,8 +120,6 @@ def build_report(
         add_downstream(rep)
     if results_page is not None:
         with _stage(rep, "writing the results page"):
-            from analysis.results_page import write_results_page
-
             rep.files += write_results_page(rep, results_page, command=command, machine=machine)
     return rep
 

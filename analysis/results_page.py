@@ -4,16 +4,15 @@
 
 writes the page and, beside it, a folder `<name>/` with its figures as small PNGs (palette-compressed,
 each under `MAX_FIGURE_BYTES`). The page says how to regenerate itself and is never edited by hand:
-every number on it comes from the report (`analysis.report.Report`), the sweeps' own `multirun.yaml`
-(the commands) and the runs' `summary.json` (software versions). Only the machine, which the runs do
-not record, is taken from `--machine`.
+every number on it comes from the report (`analysis.report_contents.Report`, which `analysis.report`
+builds and hands over), the sweeps' own `multirun.yaml` (the commands) and the runs' `summary.json`
+(software versions). Only the machine, which the runs do not record, is taken from `--machine`.
 """
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -24,10 +23,8 @@ from analysis.claims import Claim
 from analysis.compare import summary_lines
 from analysis.families import METRIC_WORDS, METRICS, add_setting_columns
 from analysis.problems import group_problems
+from analysis.report_contents import Report
 from mer.rundir.layout import read_summary
-
-if TYPE_CHECKING:
-    from analysis.report import Report
 
 MAX_FIGURE_BYTES = 200_000
 FIGURE_WIDTH = 1400

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.figures import save
+from analysis.figure_style import save
 
 
 def importance_evaluator():
