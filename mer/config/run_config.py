@@ -15,7 +15,8 @@ from mer.data.config import DataConfig
 from mer.model.llama import PRESETS, ModelConfig
 from mer.optim.schedule import OptimConfig
 from mer.parallel.sharding import PARALLEL_CHOICES
-from mer.replay.buffer import BufferConfig
+from mer.replay.config import BufferConfig
+from mer.replay.policies import POLICIES
 from mer.trackers.config import LoggerConfig, MlflowConfig, TensorBoardConfig, WandbConfig
 
 T = TypeVar("T")
@@ -189,12 +190,15 @@ class RunConfig:
                 f"alpha={self.alpha} with optim.batch_size={self.optim.batch_size} leaves "
                 f"round((1-alpha)*B)={self.n_new_per_step} new sequences per step; lower alpha or raise the batch size"
             )
-        if self.buffer.policy == "all" and self.buffer.capacity is not None:
-            raise ValueError(f"buffer.capacity={self.buffer.capacity} has no effect with buffer.policy=all (it keeps "
-                             "every block); use buffer=reservoir to cap the buffer, or drop buffer.capacity")
-        if self.buffer.policy == "reservoir" and self.buffer.capacity < self.optim.batch_size - self.n_new_per_step:
+        policy = POLICIES[self.buffer.policy]
+        if not policy.needs_capacity and self.buffer.capacity is not None:
+            raise ValueError(f"buffer.capacity={self.buffer.capacity} has no effect with buffer.policy="
+                             f"{self.buffer.policy} (it keeps every block); use buffer=reservoir to cap the buffer, "
+                             "or drop buffer.capacity")
+        if policy.needs_capacity and self.buffer.capacity < self.optim.batch_size - self.n_new_per_step:
             raise ValueError(f"buffer.capacity={self.buffer.capacity} is smaller than the "
                              f"{self.optim.batch_size - self.n_new_per_step} replayed sequences of one batch")
+        policy.check_run(self.buffer, len(self.data.tasks))
         for name in ("checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from mer.config.run_config import RunConfig
 from mer.plan.counts import RunCounts
+from mer.replay.policies import POLICIES
 
 REFERENCE_BYTES = 8
 
@@ -37,7 +38,8 @@ class DiskEstimate:
 def estimate_disk(cfg: RunConfig, counts: RunCounts, n_params: int, vocab_size: int) -> DiskEstimate:
     reptile_on = bool(cfg.k) and cfg.eps < 1
     blocks_added = counts.rows_new if cfg.n_replay_per_step else 0  # with alpha=0 nothing is stored
-    held = blocks_added if cfg.buffer.policy == "all" else min(blocks_added, cfg.buffer.capacity or 0)
+    capped = POLICIES[cfg.buffer.policy].needs_capacity
+    held = min(blocks_added, cfg.buffer.capacity or 0) if capped else blocks_added
     references = held * REFERENCE_BYTES * (2 if cfg.buffer.storage == "copy" else 1)  # copy: refs and rows
     checkpoint = 4 * n_params * (3 + (1 if reptile_on else 0)) + references
     token_bytes = 2 if vocab_size <= 2**16 else 4

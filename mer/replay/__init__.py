@@ -1,2 +1,3 @@
-"""The replay buffer (`buffer`): 8-byte references into the token shards (`refs`) or copies, kept and drawn by a
-replay policy (`policy` for the interface, one file per policy)."""
+"""The replay buffer (`buffer`): 8-byte references into the token shards (`refs`, read back by `reader`) or copies
+(`copies`), kept by a replay policy (`policy` for the interface, `policies/` one file per policy, `config` for the
+settings) and drawn uniformly by the buffer."""

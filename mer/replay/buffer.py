@@ -7,9 +7,10 @@ trainer passes in, so replaying 100B tokens of data costs megabytes, not the tok
 With `storage="copy"` the tokens are also written to an append-only memory-mapped file, for data
 that cannot be read again.
 
-Policies:
-* `all`: keep every block added (the paper's setting: replay from everything seen so far);
-* `reservoir`: keep `capacity` blocks, a uniform sample of the stream (Vitter's Algorithm R).
+What is kept is the replay policy's decision (`buffer.policy`, a class in mer/replay/policies/, interface in
+mer/replay/policy.py, docs/replay_policies.md): every block (`all`), a uniform sample of `capacity` blocks
+(`reservoir`), or `capacity` blocks shared equally by the tasks (`task_quota`). The buffer applies it and owns
+the rest: storage, per-task counts, the sampler, the checkpoint and prefetch.
 
 `sample(n, task)` draws uniformly WITHOUT replacement among the eligible held blocks (those of
 earlier tasks, plus the current task's already-seen blocks if `replay_current_task`): every call is
@@ -19,10 +20,11 @@ rank 0: identical buffers, identical draws) and a run reproduces its draws, also
 (`state_dict` holds the generator states). A draw depends only on the contents and the generator.
 
 Cost of a draw of n blocks: when the eligible blocks are a prefix of the slots (every held block,
-or policy `all` with tasks added in order) it is O(n). Otherwise (a reservoir without the current
-task, tasks added out of order) the buffer uses its count of blocks per task, kept exact by every
-`add`, and draws by rejection: uniform slots, keeping eligible ones not drawn yet, O(n / eligible
-fraction); only when fewer than `16 * n` blocks are eligible does it list them in one O(held) scan.
+or an append-only policy such as `all` with tasks added in order) it is O(n). Otherwise (a
+reservoir without the current task, tasks added out of order) the buffer uses its count of blocks
+per task, kept exact by every `add`, and draws by rejection: uniform slots, keeping eligible ones
+not drawn yet, O(n / eligible fraction); only when fewer than `16 * n` blocks are eligible does it
+list them in one O(held) scan.
 
 Prefetch: `prefetch(n, task)` draws the next sample at once (in program order, so the draw never
 depends on timing) and reads its tokens in a background thread; the following `sample(n, task)`
@@ -32,14 +34,18 @@ discarded and the generator rewound, so prefetch on and off give identical draws
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from types import MappingProxyType
 
 import numpy as np
 
+from mer.replay.config import BufferConfig
+from mer.replay.copies import TokenFile, check_tokens
+from mer.replay.policies import POLICIES
+from mer.replay.policy import Admission, Held
+from mer.replay.reader import BlockReader, read_referenced
 from mer.replay.refs import (  # pack_refs, unpack_refs and TASK_SHIFT are also this module's API
     TASK_SHIFT,
     decode_refs,
@@ -51,58 +57,14 @@ from mer.replay.refs import (  # pack_refs, unpack_refs and TASK_SHIFT are also 
     unpack_refs,
 )
 
+__all__ = ["REJECTION_MIN_RATIO", "BlockReader", "BufferConfig", "ReplayBuffer", "TASK_SHIFT", "draw_by_rejection",
+           "pack_refs", "unpack_refs"]
+
 REJECTION_MIN_RATIO = 16
 """Draw by rejection when at least this many times `n` blocks are eligible, else list the eligible
 slots. At the threshold both cost about the same: expected draws are under n * held / (eligible - n)
 = held / 15, and a draw (random gather) costs ~10x a scanned slot; measured at 10M held, n=256:
 10 ms rejection vs 12 ms scan at 4096 eligible, 0.04 ms vs 18 ms at half of them eligible."""
-
-
-@runtime_checkable
-class BlockReader(Protocol):
-    """What the buffer needs from the data side: tokens of blocks by id.
-
-    Called from the prefetch thread when prefetch is on, so it must be safe to call concurrently
-    with the trainer's own reads (reading from `np.memmap` shards is).
-    """
-
-    def read_blocks(self, task_index: int, block_ids: np.ndarray) -> np.ndarray:
-        """Tokens [len(block_ids), block_len] (uint16 or uint32) of the given blocks of task `task_index`."""
-        ...
-
-
-@dataclass
-class BufferConfig:
-    """Replay buffer settings (the replay ratio `alpha` belongs to the trainer)."""
-
-    policy: str = "all"
-    """"all": keep every block seen; "reservoir": keep a uniform sample of `capacity` blocks (Algorithm R)."""
-    capacity: int | None = None
-    """Number of blocks (sequences) a reservoir holds; required for "reservoir", unused for "all"."""
-    storage: str = "reference"
-    """"reference": hold (task, block id) and re-read the tokens (8 bytes a block); "copy": also copy the
-    tokens to a memory-mapped file under the run's directory (for data that cannot be read again)."""
-    replay_current_task: bool = True
-    """Whether replay may draw the current task's already-seen blocks, or only earlier tasks' blocks."""
-    prefetch: bool = False
-    """Read the next replay sample in a background thread (draws are identical either way)."""
-
-    def __post_init__(self) -> None:
-        if self.policy not in ("all", "reservoir"):
-            raise ValueError(f"buffer.policy={self.policy!r}: choose 'all' or 'reservoir'")
-        if self.policy == "reservoir" and (
-            not isinstance(self.capacity, int) or isinstance(self.capacity, bool) or self.capacity <= 0
-        ):
-            raise ValueError(
-                f"buffer.capacity={self.capacity!r}: policy 'reservoir' needs a positive number of blocks, "
-                f"e.g. buffer.capacity=100000"
-            )
-        if self.capacity is not None and (
-            not isinstance(self.capacity, int) or isinstance(self.capacity, bool) or self.capacity <= 0
-        ):
-            raise ValueError(f"buffer.capacity={self.capacity!r}: must be a positive number of blocks or null")
-        if self.storage not in ("reference", "copy"):
-            raise ValueError(f"buffer.storage={self.storage!r}: choose 'reference' or 'copy'")
 
 
 @dataclass
@@ -154,7 +116,8 @@ class ReplayBuffer:
         if seed < 0 or rank < 0:
             raise ValueError(f"seed={seed} and rank={rank} must be >= 0")
         self.cfg, self.reader, self.seed, self.rank = cfg, reader, seed, rank
-        # Independent streams per rank and per purpose: [admission (reservoir), sampling].
+        self.policy = POLICIES[cfg.policy](cfg)
+        # Independent streams per rank and per purpose: [admission (the policy's), sampling].
         admit_seq, sample_seq = np.random.SeedSequence(entropy=seed, spawn_key=(rank,)).spawn(2)
         self._rng_admit = np.random.Generator(np.random.PCG64(admit_seq))
         self._rng_sample = np.random.Generator(np.random.PCG64(sample_seq))
@@ -162,8 +125,8 @@ class ReplayBuffer:
         self._refs = np.zeros(0, dtype=np.int64)  # [allocated]; slots [0, _n) are held
         self._n = 0
         self._n_seen = 0  # blocks offered to the buffer (stream position of Algorithm R)
-        # For "all" with tasks added in order, slots are sorted by task: (task, first slot) per task.
-        self._monotone = cfg.policy == "all"
+        # For an append-only policy with tasks added in order, slots are sorted by task: (task, first slot) per task.
+        self._monotone = self.policy.append_only
         self._task_first: list[tuple[int, int]] = []
         self._task_counts: dict[int, int] = {}  # blocks held per task (kept exact on every add)
         self._version = 0  # bumped whenever the contents change
@@ -171,12 +134,9 @@ class ReplayBuffer:
         self._block_len: int | None = None
         self._dtype: np.dtype | None = None
 
-        # Copy storage: append-only token file; slot -> file row. Rows are never overwritten while
-        # referenced by a checkpoint, so an older checkpoint stays valid after training went on.
+        # Copy storage: slot -> row of the append-only token file (mer/replay/copies.py).
         self._rows = np.zeros(0, dtype=np.int64)  # [allocated]
-        self._n_rows = 0
-        self._path = Path(storage_dir) / f"replay-rank{rank}.tokens" if cfg.storage == "copy" else None
-        self._mm: np.memmap | None = None
+        self._file = TokenFile(Path(storage_dir) / f"replay-rank{rank}.tokens") if cfg.storage == "copy" else None
 
         self._pending: _Pending | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -197,7 +157,8 @@ class ReplayBuffer:
         return self._refs[: self._n].copy()
 
     def add(self, task_index: int, block_ids: np.ndarray, tokens: np.ndarray | None = None) -> None:
-        """Offer blocks of task `task_index` that were just trained on (in stream order).
+        """Offer blocks of task `task_index` that were just trained on (in stream order); the policy decides
+        which to keep.
 
         `tokens` [len(block_ids), block_len] is required with storage "copy" and ignored otherwise.
         """
@@ -207,23 +168,46 @@ class ReplayBuffer:
         if self.cfg.storage == "copy":
             if tokens is None:
                 raise ValueError("buffer.storage='copy': add() needs the tokens of the blocks")
-            tokens = self._check_tokens(tokens, k)
+            tokens = check_tokens(tokens, k, self._block_len, self._dtype)
+            if self._block_len is None:
+                self._block_len, self._dtype = tokens.shape[1], tokens.dtype
         if k == 0:
             return
-        if self.cfg.policy == "all":
-            self._note_task(task_index)
-            slots = np.arange(self._n, self._n + k)
-            self._refs = _grow(self._refs, self._n + k)
-            self._refs[slots] = refs
-            if tokens is not None:
-                self._rows = _grow(self._rows, self._n + k)
-                self._rows[slots] = self._append_rows(tokens)
-            self._n += k
-            self._count(task_index, k)
-        else:
-            self._add_reservoir(task_index, refs, tokens)
+        held = self._refs[: self._n]
+        held.flags.writeable = False  # a read-only view for the policy
+        admission = self.policy.admit(Held(held, self._n_seen, MappingProxyType(self._task_counts)),
+                                      task_index, k, self._rng_admit)
+        self._keep(task_index, refs, tokens, admission)
         self._n_seen += k
         self._version += 1
+
+    def _keep(self, task_index: int, refs: np.ndarray, tokens: np.ndarray | None, admission: Admission) -> None:
+        """Apply a policy's `Admission` to the held slots, the per-task counts and the token file."""
+        append, replace, slots = admission
+        a = append.shape[0]
+        if replace.shape != slots.shape or (self.policy.append_only and replace.size):
+            raise ValueError(f"policy {self.cfg.policy!r} replaced {replace.shape} blocks into {slots.shape} slots"
+                             f"{' (it is append-only)' if self.policy.append_only else ''}")
+        if a:
+            if self._monotone:
+                self._note_task(task_index)
+            new = np.arange(self._n, self._n + a)
+            self._refs = _grow(self._refs, self._n + a)
+            self._refs[new] = refs[append]
+            if tokens is not None:
+                self._rows = _grow(self._rows, self._n + a)
+                self._rows[new] = self._file.append(tokens[append])
+            self._n += a
+            self._count(task_index, a)
+        if replace.size:
+            if slots.min() < 0 or slots.max() >= self._n or np.unique(slots).size != slots.size:
+                raise ValueError(f"policy {self.cfg.policy!r} replaced slots outside [0, {self._n}) or twice")
+            for task, count in task_histogram(self._refs[slots] >> TASK_SHIFT):  # the blocks replaced
+                self._count(task, -count)
+            self._count(task_index, replace.size)
+            self._refs[slots] = refs[replace]
+            if tokens is not None:
+                self._rows[slots] = self._file.append(tokens[replace])
 
     def _note_task(self, task_index: int) -> None:
         if not self._task_first or task_index > self._task_first[-1][0]:
@@ -238,37 +222,6 @@ class ReplayBuffer:
         else:
             del self._task_counts[task_index]  # only tasks still held: their count is O(tasks) to sum
 
-    def _add_reservoir(self, task_index: int, refs: np.ndarray, tokens: np.ndarray | None) -> None:
-        """Algorithm R: stream item i (0-based) fills slot i while i < C, else replaces slot j ~ U{0..i} if j < C."""
-        cap, i0, k = self.cfg.capacity, self._n_seen, refs.shape[0]
-        self._refs = _grow(self._refs, cap if k + i0 >= cap else i0 + k)
-        n_fill = max(0, min(k, cap - i0))
-        if n_fill:
-            self._refs[i0 : i0 + n_fill] = refs[:n_fill]
-            if tokens is not None:
-                self._rows = _grow(self._rows, self._refs.shape[0])
-                self._rows[i0 : i0 + n_fill] = self._append_rows(tokens[:n_fill])
-            self._n = i0 + n_fill
-            self._count(task_index, n_fill)
-        if n_fill == k:
-            return
-        positions = np.arange(i0 + n_fill, i0 + k, dtype=np.int64)  # [r] stream positions
-        j = self._rng_admit.integers(0, positions + 1)  # [r] j_i ~ U{0, ..., i}
-        admitted = np.flatnonzero(j < cap)  # indices into the rest, in stream order
-        if admitted.size == 0:
-            return
-        slots = j[admitted]
-        # A slot hit twice in one call keeps the later item (as in the sequential algorithm).
-        _, last = np.unique(slots[::-1], return_index=True)
-        keep = admitted[admitted.size - 1 - last]  # indices into the rest
-        keep_slots = j[keep]
-        for task, count in task_histogram(self._refs[keep_slots] >> TASK_SHIFT):  # the blocks replaced
-            self._count(task, -count)
-        self._count(task_index, keep_slots.size)
-        self._refs[keep_slots] = refs[n_fill + keep]
-        if tokens is not None:
-            self._rows[keep_slots] = self._append_rows(tokens[n_fill + keep])
-
     # ----------------------------------------------------------------------------------- sampling
 
     def n_eligible(self, current_task_index: int) -> int:
@@ -282,8 +235,8 @@ class ReplayBuffer:
         return current_task_index + 1 if self.cfg.replay_current_task else current_task_index
 
     def _eligible_prefix(self, bound: int) -> int | None:
-        """c when exactly the slots [0, c) are eligible (every held block, or policy "all" with tasks
-        added in order), else None."""
+        """c when exactly the slots [0, c) are eligible (every held block, or an append-only policy such as
+        `all` with tasks added in order), else None."""
         if max(self._task_counts, default=-1) < bound:  # the tasks held now (not ever): as after a resume
             return self._n
         if self._monotone:
@@ -365,85 +318,21 @@ class ReplayBuffer:
 
     def _read(self, slots: np.ndarray) -> np.ndarray:
         """Tokens [len(slots), block_len] of the given slots, in the same order."""
-        m = slots.shape[0]
-        if m == 0:
+        if slots.shape[0] == 0:
             return np.zeros((0, self._block_len or 0), dtype=self._dtype or np.uint16)
-        if self.cfg.storage == "copy":
-            rows = self._rows[slots]  # [m]
-            order = np.argsort(rows, kind="stable")  # read the file in increasing order
-            out = np.empty((m, self._block_len), dtype=self._dtype)
-            out[order] = self._mm[rows[order]]
-            return out
-        tasks, ids = unpack_refs(self._refs[slots])  # [m], [m]
-        out = None
-        for task in np.unique(tasks):
-            sel = np.flatnonzero(tasks == task)
-            block = np.asarray(self.reader.read_blocks(int(task), ids[sel]))  # [len(sel), block_len]
-            if block.ndim != 2 or block.shape[0] != sel.size:
-                raise ValueError(f"BlockReader.read_blocks(task {int(task)}, {sel.size} ids) returned shape "
-                                 f"{block.shape}; expected [{sel.size}, block_len]")
-            if out is None:
-                out = np.empty((m, block.shape[1]), dtype=block.dtype)
-                self._block_len, self._dtype = block.shape[1], block.dtype
-            elif block.shape[1] != out.shape[1]:
-                raise ValueError(f"task {int(task)} has blocks of {block.shape[1]} tokens, other tasks "
-                                 f"{out.shape[1]}; all tasks must share one block length")
-            elif block.dtype != out.dtype:
-                out = out.astype(np.promote_types(out.dtype, block.dtype))
-            out[sel] = block
+        if self._file is not None:
+            return self._file.read(self._rows[slots])
+        out, dtype = read_referenced(self.reader, self._refs[slots])
+        self._block_len, self._dtype = out.shape[1], dtype
         return out
-
-    # -------------------------------------------------------------------------------- copy storage
-
-    def _check_tokens(self, tokens: np.ndarray, k: int) -> np.ndarray:
-        tokens = np.asarray(tokens)
-        if tokens.ndim != 2 or tokens.shape[0] != k or not np.issubdtype(tokens.dtype, np.integer):
-            raise ValueError(f"tokens must be an integer array [n_blocks={k}, block_len], got "
-                             f"{tokens.dtype} {tokens.shape}")
-        if self._block_len is None:
-            self._block_len, self._dtype = tokens.shape[1], tokens.dtype
-        elif tokens.shape[1] != self._block_len:
-            raise ValueError(f"tokens have blocks of {tokens.shape[1]} tokens, the buffer holds {self._block_len}")
-        if tokens.dtype != self._dtype:
-            if tokens.size and (tokens.min() < 0 or tokens.max() > np.iinfo(self._dtype).max):
-                raise ValueError(f"tokens do not fit the buffer's dtype {self._dtype} (set by the first add)")
-            tokens = tokens.astype(self._dtype)
-        return tokens
-
-    def _append_rows(self, tokens: np.ndarray) -> np.ndarray:
-        """Write tokens [k, block_len] at the end of the token file; their row indices int64 [k]."""
-        k = tokens.shape[0]
-        self._open_file(self._n_rows + k)
-        rows = np.arange(self._n_rows, self._n_rows + k, dtype=np.int64)
-        self._mm[self._n_rows : self._n_rows + k] = tokens
-        self._n_rows += k
-        return rows
-
-    def _open_file(self, need_rows: int) -> None:
-        """Map the token file with room for `need_rows` rows, growing it (never shrinking) if needed."""
-        if self._mm is not None and self._mm.shape[0] >= need_rows:
-            return
-        row_bytes = self._block_len * np.dtype(self._dtype).itemsize
-        have = self._mm.shape[0] if self._mm is not None else 0
-        rows = max(need_rows, 2 * have, 1024)
-        if self._mm is not None:
-            self._mm.flush()
-            self._mm = None
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._path, "ab") as f:  # creates the file if missing
-            size = f.seek(0, os.SEEK_END)
-            if size < rows * row_bytes:
-                f.truncate(rows * row_bytes)
-        rows = max(rows, os.path.getsize(self._path) // row_bytes)
-        self._mm = np.memmap(self._path, dtype=self._dtype, mode="r+", shape=(rows, self._block_len))
 
     # --------------------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict:
         """Contents, counters and generator states (a pending prefetch is rewound, to be redrawn)."""
         rng_sample = self._pending.rng_state if self._pending is not None else self._rng_sample.bit_generator.state
-        if self._mm is not None:
-            self._mm.flush()  # the checkpoint may point at rows written since the last flush
+        if self._file is not None:
+            self._file.flush()  # the checkpoint may point at rows written since the last flush
         return {
             "policy": self.cfg.policy,
             "storage": self.cfg.storage,
@@ -451,7 +340,7 @@ class ReplayBuffer:
             "n_seen": self._n_seen,
             "refs": encode_refs(self._refs[: self._n]),
             "rows": encode_refs(self._rows[: self._n]) if self.cfg.storage == "copy" else None,
-            "n_rows": self._n_rows,
+            "n_rows": self._file.n_rows if self._file is not None else 0,
             "block_len": self._block_len,
             "dtype": None if self._dtype is None else np.dtype(self._dtype).name,
             "rng_admit": self._rng_admit.bit_generator.state,
@@ -473,20 +362,13 @@ class ReplayBuffer:
         # What `add` keeps up to date is rebuilt from the references (one pass), not stored.
         layout = task_layout(self._refs[: self._n])
         self._task_counts = layout.counts
-        self._monotone = self.cfg.policy == "all" and layout.monotone
+        self._monotone = self.policy.append_only and layout.monotone
         self._task_first = layout.firsts if self._monotone else []
         self._rng_admit.bit_generator.state = state["rng_admit"]
         self._rng_sample.bit_generator.state = state["rng_sample"]
-        if self.cfg.storage == "copy":
+        if self._file is not None:
             self._rows = decode_refs(state["rows"])  # a fresh array too, held as is
-            self._n_rows = int(state["n_rows"])
-            self._mm = None
-            if self._n_rows:
-                size = os.path.getsize(self._path) if self._path.exists() else 0
-                if size < self._n_rows * self._block_len * self._dtype.itemsize:
-                    raise ValueError(f"replay token file {self._path} is missing or shorter than the checkpoint's "
-                                     f"{self._n_rows} rows; it must be kept with the checkpoint")
-                self._open_file(self._n_rows)
+            self._file.reopen(int(state["n_rows"]), self._block_len, self._dtype)
         self._version += 1
         self._eligible_cache = None
 
@@ -496,8 +378,8 @@ class ReplayBuffer:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        if self._mm is not None:
-            self._mm.flush()
+        if self._file is not None:
+            self._file.flush()
 
     def __enter__(self) -> ReplayBuffer:
         return self
