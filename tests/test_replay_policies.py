@@ -20,7 +20,10 @@ from scipy.stats import chisquare
 import mer.replay.buffer
 import mer.replay.policies.reservoir
 from mer.replay.buffer import BufferConfig, ReplayBuffer, pack_refs, unpack_refs
-from mer.replay.policies import POLICIES, KeepAll, Reservoir, TaskQuota
+from mer.replay.policies import POLICIES
+from mer.replay.policies.keep_all import KeepAll
+from mer.replay.policies.reservoir import Reservoir
+from mer.replay.policies.task_quota import TaskQuota
 from mer.replay.policy import NOTHING, Admission, Held, ReplayPolicy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +95,39 @@ def test_a_new_policy_needs_no_edit_of_the_buffer(monkeypatch):
     refs, tokens = buf.sample(10, 0)
     ids = unpack_refs(refs)[1]
     assert sorted(ids.tolist()) == [10, 12, 14, 16] and np.array_equal(tokens[:, 1], ids)
+
+
+def test_a_new_policy_file_is_registered_without_any_other_edit(tmp_path, monkeypatch):
+    """One new file in the policies folder is found and registered under its name (the built-in ones listed
+    first); a second policy of the same name is refused when the policies are read."""
+    import sys
+    import textwrap
+
+    import mer.replay.policies as package
+
+    (tmp_path / "fifo_probe.py").write_text(textwrap.dedent("""
+        import numpy as np
+
+        from mer.replay.policy import NOTHING, Admission, ReplayPolicy
+
+
+        class FifoProbe(ReplayPolicy):
+            name = "fifo_probe"
+
+            def admit(self, held, task_index, k, rng):
+                return Admission(np.arange(k, dtype=np.int64), NOTHING, NOTHING)
+    """))
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "mer.replay.policies.fifo_probe", raising=False)
+    found = package._discover()
+    assert list(found) == ["all", "reservoir", "fifo_probe", "task_quota"]
+    assert found["fifo_probe"].__name__ == "FifoProbe"
+    (tmp_path / "fifo_twin.py").write_text("from mer.replay.policies.fifo_probe import FifoProbe\n\n\n"
+                                           "class FifoTwin(FifoProbe.__base__):\n    name = 'fifo_probe'\n")
+    with pytest.raises(ImportError, match="two replay policies are named 'fifo_probe'"):
+        package._discover()
+    for name in ("fifo_probe", "fifo_twin"):
+        sys.modules.pop(f"mer.replay.policies.{name}", None)
 
 
 def test_the_buffer_refuses_an_admission_its_policy_cannot_make(monkeypatch):
