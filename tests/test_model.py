@@ -122,3 +122,40 @@ def test_get_preset_overrides_and_unknown():
 def test_config_validation(kwargs, field):
     with pytest.raises(ValueError, match=re.escape(field)):
         ModelConfig(**kwargs)
+
+
+def test_custom_ladder_overridden_preset_is_relabelled_by_its_shape():
+    """A name never contradicts the shape (issue 19): `model=cpu-2m model.d_model=144` is not called cpu-2m."""
+    assert get_preset("cpu-2m", d_model=144).name == "custom-L4-d144-h4-ff384"
+    assert get_preset("6b", d_ff=11008).name == "custom-L32-d4096-h32-ff11008"
+    assert get_preset("cpu-2m", n_kv_head=2).name == "custom-L4-d128-h4-kv2-ff384"
+    assert get_preset("cpu-2m", tie_embeddings=True).name == "custom-L4-d128-h4-ff384-tied"
+    # Fields that change training, not the architecture, keep the name; so does n_kv_head = n_head (the same attention).
+    for same in ({"seq_len": 64}, {"init_std": 0.01}, {"rope_theta": 5e5}, {"norm_eps": 1e-6}, {"n_kv_head": 4}):
+        assert get_preset("cpu-2m", **same).name == "cpu-2m", same
+    assert all(cfg.name == name for name, cfg in PRESETS.items())
+
+
+def test_custom_ladder_custom_shapes_are_named_by_their_shape():
+    ladder = [ModelConfig(name="custom", n_layer=n, d_model=d, n_head=4, d_ff=f) for n, d, f in
+              ((2, 32, 96), (4, 48, 128), (4, 80, 224), (4, 128, 384))]
+    assert [c.name for c in ladder] == ["custom-L2-d32-h4-ff96", "custom-L4-d48-h4-ff128", "custom-L4-d80-h4-ff224",
+                                        "custom-L4-d128-h4-ff384"]
+    # A stale shape label (copied from another run) is corrected too.
+    assert ModelConfig(name="custom-L2-d32-h4-ff96", n_layer=3, d_model=32, n_head=4, d_ff=96).name == "custom-L3-d32-h4-ff96"
+
+
+def test_custom_ladder_names_through_the_command_line_config():
+    """As `python -m mer.run` composes it: the run's config (config.json) records the shape's name."""
+    from hydra import compose, initialize_config_module
+
+    from mer.config.run_config import RunConfig, register_configs, to_dataclass
+
+    register_configs()
+    with initialize_config_module(config_module="mer.conf", version_base="1.3"):
+        names = {tuple(o): to_dataclass(compose("config", overrides=o), RunConfig).model.name
+                 for o in (["model=cpu-2m", "model.d_model=144"], ["model=cpu-2m"], ["model.name=custom", "model.n_layer=2"],
+                           ["model=cpu-2m", "model.seq_len=64"])}
+    assert names == {("model=cpu-2m", "model.d_model=144"): "custom-L4-d144-h4-ff384", ("model=cpu-2m",): "cpu-2m",
+                     ("model.name=custom", "model.n_layer=2"): "custom-L2-d128-h4-ff384",
+                     ("model=cpu-2m", "model.seq_len=64"): "cpu-2m"}

@@ -182,7 +182,7 @@ class RunConfig:
             raise ValueError(f"k={self.k} must be >= 0 (0 or null turns Reptile off)")
         if not 0.0 < self.eps <= 1.0:
             raise ValueError(f"eps={self.eps} must be in (0, 1] (1 leaves the weights unchanged)")
-        if self.model.name not in PRESETS and self.model.name != "custom" and self.model.init_from is None:
+        if self.model.name not in PRESETS and not self.model.name.startswith("custom-") and self.model.init_from is None:
             raise ValueError(f"unknown model size {self.model.name!r}; choose one of {sorted(PRESETS)} "
                              "(model=<name>) or set model.name=custom with explicit shape fields")
         if self.n_new_per_step < 1:

@@ -55,7 +55,9 @@ class ModelConfig:
     """Shape of a Llama-architecture model. The vocabulary size comes from the tokenizer."""
 
     name: str = "cpu-2m"
-    """Preset name (a key of `PRESETS`) or any label for a custom shape; recorded in the run."""
+    """Preset name (a key of `PRESETS`), or `custom` for a shape of your own; recorded in the run. A name never
+    contradicts the shape: `custom`, and a preset whose architecture fields (`ARCHITECTURE_FIELDS`) are overridden
+    (`model=cpu-2m model.d_model=144`), are renamed to their shape's label (`shape_label`: custom-L4-d144-h4-ff384)."""
     n_layer: int = 4
     """Number of transformer blocks."""
     d_model: int = 128
@@ -114,6 +116,10 @@ class ModelConfig:
             raise ValueError(f"model.init_std={self.init_std!r}: must be > 0, e.g. 0.02")
         if not 0 < self.norm_eps < math.inf:
             raise ValueError(f"model.norm_eps={self.norm_eps!r}: must be > 0, e.g. 1e-5")
+        if self.name == "custom" or self.name.startswith("custom-") or _overrides_preset_shape(self):
+            # The analysis and every reader group runs by this name: a preset name on another shape would pool
+            # different models under one size (issue 19), so the name follows the shape.
+            self.name = shape_label(self)
 
     def _take_pretrained_shape(self) -> None:
         """Replace the shape by init_from's architecture; raises ValueError for a directory that is not a model
@@ -141,6 +147,32 @@ class ModelConfig:
     def kv_heads(self) -> int:
         """Number of key/value heads actually used (`n_kv_head`, defaulting to `n_head`)."""
         return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+
+ARCHITECTURE_FIELDS = ("n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "tie_embeddings")
+"""The fields that make a model's architecture (and its parameter count at a given vocabulary). seq_len, rope_theta,
+init_std and norm_eps change how it trains, not what it is, so a preset keeps its name under them."""
+
+
+def shape_label(cfg: ModelConfig) -> str:
+    """The name of a custom shape, from its architecture fields: custom-L<layers>-d<width>-h<heads>[-kv<kv heads>]
+    -ff<SwiGLU width>[-tied]."""
+    label = f"custom-L{cfg.n_layer}-d{cfg.d_model}-h{cfg.n_head}"
+    if cfg.n_kv_head is not None and cfg.n_kv_head != cfg.n_head:
+        label += f"-kv{cfg.n_kv_head}"
+    label += f"-ff{cfg.d_ff}"
+    return label + ("-tied" if cfg.tie_embeddings else "")
+
+
+def _overrides_preset_shape(cfg: ModelConfig) -> bool:
+    """Whether `cfg` carries a preset's name on another architecture (False while the presets are being built)."""
+    preset = globals().get("PRESETS", {}).get(cfg.name)
+    return preset is not None and _architecture(cfg) != _architecture(preset)
+
+
+def _architecture(cfg: ModelConfig) -> tuple:
+    """The values of `ARCHITECTURE_FIELDS`, with n_kv_head=null read as n_head (the same attention)."""
+    return tuple(cfg.kv_heads if f == "n_kv_head" else getattr(cfg, f) for f in ARCHITECTURE_FIELDS)
 
 
 def _preset(name: str, n_layer: int, d_model: int, n_head: int, d_ff: int, seq_len: int) -> ModelConfig:
