@@ -30,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analysis.alignment import alignment_columns
+from analysis.model_identity import label_models, vocab_size
 from analysis.provenance import provenance_columns
 from analysis.rundir import RunData, is_run_dir, read_run
 from mer.evaluation import metrics
@@ -95,6 +96,11 @@ def collect(paths: Iterable[str | Path], *, progress: bool = True) -> Collection
             eval_frames.append(evals)
     runs = pd.DataFrame(run_rows)
     evals = pd.concat(eval_frames, ignore_index=True) if eval_frames else pd.DataFrame()
+    # Runs are grouped by what they trained, never by a name an override can contradict (analysis.model_identity).
+    runs, notes = label_models(runs)
+    problems.extend(notes)
+    if not evals.empty:
+        evals["model"] = evals["run_id"].map(dict(zip(runs["run_id"], runs["model"], strict=True)))
     for _, r in runs[runs["problems"] != ""].iterrows():
         problems.append(f"run {r['run_id']}: {r['problems']}")
     return Collection(runs, evals, problems)
@@ -113,7 +119,9 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
         "run_name": run.name,
         "run_dir": str(run.path),
         "sweep": run.path.parent.name,
-        "model": s["model"],
+        "model": s["model"],  # replaced by the identity's label in `collect` (analysis.model_identity)
+        "model_name": s["model"],
+        **s["model_shape"],
         "alpha": s["alpha"],
         "k": s["k"],
         "eps": s["eps"],
@@ -124,6 +132,7 @@ def tabulate_run(run: RunData, run_id: str) -> tuple[dict[str, Any], pd.DataFram
         "n_tasks": len(tasks),
         "n_params": _num(summary.get("n_params")),
         "n_params_nonembedding": _num(summary.get("n_params_nonembedding")),
+        "vocab_size": vocab_size(s["model_shape"], _num(summary.get("n_params")), _num(summary.get("n_params_nonembedding"))),
         "status": run.status,
         "eval_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
         **provenance_columns(summary),  # git_commit, git_dirty, command (analysis.provenance)

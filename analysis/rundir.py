@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.model_identity import model_shape
 from mer.rundir.layout import (
     CONFIG_JSON,
     CONFIG_YAML,
@@ -42,7 +43,7 @@ class RunData:
     path: Path
     name: str
     settings: dict[str, Any]
-    """alpha, k, eps, seed, model (preset name), tasks (list of task names), reptile (bool: interpolations
+    """alpha, k, eps, seed, model (the recorded name), model_shape (`analysis.model_identity.model_shape`), tasks (list of task names), reptile (bool: interpolations
     happened), reptile_steps (their number, None if unknown), reptile_configured (k > 0 and eps < 1)."""
     records: list[dict[str, Any]]
     """metrics.jsonl records (train and eval) after resume cleanup, in order."""
@@ -114,6 +115,7 @@ def run_settings(config: dict[str, Any], summary: dict[str, Any] | None, records
         "eps": eps,
         "seed": int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) else -1,
         "model": model_name,
+        "model_shape": model_shape(model),
         "tasks": tasks,
         "reptile": configured if steps is None else steps > 0,
         "reptile_steps": steps,

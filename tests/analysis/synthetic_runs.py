@@ -69,6 +69,9 @@ class Spec:
     eval_context: int | None = SEQ_LEN  # eval.context of the fingerprint; None: no fingerprint (an old run)
     alignment: bool = False  # eval.grad_alignment: every evaluation from task 1 on records `true_cosine(spec)`
     commit: str | None = None  # the git commit summary.json's provenance records (None: no provenance, an old run)
+    model_name: str | None = None  # the config's model.name (None: `model`); the size is always MODELS[model]
+    shape: tuple[int, int, int, int] | None = None  # (n_layer, d_model, n_head, d_ff) in the config; None: name only
+    losses: tuple[float, float] | None = None  # (learned, retained) before noise instead of the laws (dominance patterns)
 
     @property
     def name(self) -> str:
@@ -90,6 +93,8 @@ def flops_per_new_token(spec: Spec) -> float:
 
 def true_losses(spec: Spec) -> tuple[float, float]:
     """(learned, retained) loss of a run before noise."""
+    if spec.losses is not None:
+        return spec.losses
     c = flops_per_new_token(spec)
     reptile = REPTILE_MULT.get((spec.k, spec.eps), 1.0) if spec.k > 0 and spec.eps < 1 else 1.0
     retained = power_law(RETAINED_MULT[spec.alpha] * reptile * c, RETAINED)
@@ -122,13 +127,37 @@ def loss_at(j: int, t: int, p: float, after: np.ndarray, end: np.ndarray) -> flo
     return after[j] + (end[j] - after[j]) * q
 
 
+def model_section(spec: Spec) -> dict:
+    """The config's model section: the name, and the architecture fields when the spec has a shape."""
+    section: dict = {"name": spec.model_name or spec.model}
+    if spec.shape is not None:
+        n_layer, d_model, n_head, d_ff = spec.shape
+        section.update(n_layer=n_layer, d_model=d_model, n_head=n_head, n_kv_head=None, d_ff=d_ff,
+                       tie_embeddings=False, seq_len=SEQ_LEN)
+    return section
+
+
+VOCAB = 4096  # the vocabulary of a spec with a shape
+
+
+def parameter_counts(spec: Spec) -> dict[str, int]:
+    """summary.json's counts: MODELS[model] (80% non-embedding), or, for a spec with a shape, the counts of that
+    shape at `VOCAB` (mer.model.llama.estimate_parameters: full attention, untied embeddings)."""
+    if spec.shape is None:
+        n = MODELS[spec.model]
+        return {"n_params": int(n), "n_params_nonembedding": int(0.8 * n)}
+    n_layer, d, _, d_ff = spec.shape
+    non_embedding = n_layer * (4 * d * d + 3 * d * d_ff + 2 * d) + d
+    return {"n_params": non_embedding + 2 * VOCAB * d, "n_params_nonembedding": non_embedding}
+
+
 def write_run(root: Path, spec: Spec) -> Path:
     """Write config.yaml, metrics.jsonl and summary.json of one run under root/<name>."""
     run = root / spec.name
     run.mkdir(parents=True, exist_ok=True)
     config = {
         "alpha": spec.alpha, "k": spec.k, "eps": spec.eps, "seed": spec.seed,
-        "model": {"name": spec.model}, "data": {"tasks": [{"name": t, "language": t} for t in TASKS]},
+        "model": model_section(spec), "data": {"tasks": [{"name": t, "language": t} for t in TASKS]},
         "eval_every": EVAL_EVERY,
     }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
@@ -174,8 +203,7 @@ def write_run(root: Path, spec: Spec) -> Path:
         "error": "RuntimeError: CUDA out of memory" if spec.status == "failed" else None,
         "run_name": spec.name,
         "tasks": list(TASKS),
-        "n_params": int(n),
-        "n_params_nonembedding": int(0.8 * n),
+        **parameter_counts(spec),
         "metrics": {
             "learned_loss": float(after.mean()),
             "retained_loss": float(end.mean()),
