@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.powerlaw import PARAM_NAMES, FitResult, params_from_theta, predict_theta
+from analysis.powerlaw import FREE_PARAMETERS, PARAM_NAMES, FitResult, params_from_theta, predict_theta
 
 CI_LEVEL = 0.95
 NO_NOISE = 1e-9
@@ -129,7 +129,7 @@ def residual_bootstrap(
     """
     y = np.asarray(y, dtype=float)
     n_params = len(full.theta)
-    df = int(y.size - n_params)
+    df = int(y.size - FREE_PARAMETERS.get(full.form, n_params))  # the pure law fixes E: one more degree of freedom
     pred = full.predict(*xs)
     resid = np.log(y) - np.log(pred)
     sigma = float(np.sqrt(np.sum(resid**2) / df)) if df > 0 else float("nan")
@@ -141,7 +141,7 @@ def residual_bootstrap(
     if reason:
         return none(reason)
     if df < 1:
-        return none(f"no interval: {y.size} runs for {n_params} parameters leave no degrees of freedom for the noise")
+        return none(f"no interval: {y.size} runs for {y.size - df} parameters leave no degrees of freedom for the noise")
     if not np.isfinite(sigma) or sigma < NO_NOISE:
         return none("no interval: the runs lie exactly on the fitted curve (no noise), so every refit would be identical")
     rng = np.random.default_rng(seed)

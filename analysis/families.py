@@ -21,7 +21,8 @@ import pandas as pd
 
 from analysis.bootstrap import Bootstrap, residual_bootstrap
 from analysis.fingerprints import check_same_evaluation
-from analysis.powerlaw import FitResult, fit_power_law
+from analysis.law_form import FLOOR_FORM, PURE_FORM, choose_law, refit_like
+from analysis.powerlaw import PURE, FitResult
 
 X_COL = "flops_per_new_token"
 METRICS = ("retained_loss", "learned_loss")
@@ -43,6 +44,8 @@ class FamilyFit:
     boot: Bootstrap | None
     eval_fingerprint: str = "unknown"
     """The evaluation fingerprint all the family's runs share ("unknown": runs without one)."""
+    law: str = ""
+    """Which form was chosen and why (`analysis.law_form.choose_law`)."""
 
     @property
     def name(self) -> str:
@@ -113,15 +116,16 @@ def fit_family(
          "y": runs[metric].to_numpy(dtype=float), "stratum": runs[stratum].to_numpy()}
     ).reset_index(drop=True)
     x, y = pts["x"].to_numpy(), pts["y"].to_numpy()
-    fit = fit_power_law(x, y)
+    choice = choose_law(x, y)  # with a floor, or the pure law when the data show none (analysis.law_form)
+    fit, refit = choice.fit, refit_like(choice.fit.form)
     boot = None
     if fit.converged and n_boot > 0:
         boot = residual_bootstrap(
-            lambda y_star, full: fit_power_law(x, y_star, init=full, n_starts=2),
+            lambda y_star, full: refit(x, y_star, full),
             fit, (x,), y, strata=pts["stratum"].to_numpy(), n_boot=n_boot, seed=seed,
             what="model size" if stratum == "model" else stratum, progress=progress,
         )
-    return FamilyFit(family, metric, x_col, pts, fit, boot, fingerprint)
+    return FamilyFit(family, metric, x_col, pts, fit, boot, fingerprint, choice.why)
 
 
 def fit_summary(ff: FamilyFit) -> dict:
@@ -131,7 +135,8 @@ def fit_summary(ff: FamilyFit) -> dict:
         "family": ff.family,
         "metric": ff.metric,
         "x": ff.x_col,
-        "form": "L = E + A * x^-b",
+        "form": PURE_FORM if ff.fit.form == PURE else FLOOR_FORM,
+        "law_choice": ff.law,
         "converged": ff.fit.converged,
         "reason": ff.fit.reason,
         "n_runs": int(ff.points.shape[0]),

@@ -49,6 +49,13 @@ of [0, 4], say): the optimum was cut off by the bound, so the fitted values mean
 COLLINEAR_CORR = 0.99
 """|corr(log N, log D)| at or above this leaves the two-variable fit unable to tell N's term from D's."""
 
+PURE = "pure_power_law"
+"""Form of ``L = A C^-b`` (no floor), fitted by `analysis.law_form.fit_pure_power_law`."""
+PURE_LOG_E = -1000.0
+"""log E of the pure form: exp(-1000) is 0.0 in float64, so prediction and inversion need no special case."""
+FREE_PARAMETERS = {"power_law": 3, PURE: 2, "two_variable": 5}
+"""Parameters each form fits (the residual degrees of freedom are runs minus these)."""
+
 _E_FRACTIONS = (0.05, 0.3, 0.6, 0.8, 0.9, 0.97)  # grid of E as a fraction of the smallest loss
 _A_FRACTIONS = (0.01, 0.05, 0.2, 0.5, 1.0, 3.0)  # grid of each term at the reference scale / mean loss
 _EXPONENT_GRID = (0.05, 0.15, 0.3, 0.5, 0.8, 1.2, 2.0)
@@ -63,7 +70,7 @@ class FitResult:
     """
 
     form: str
-    """"power_law" or "two_variable"."""
+    """"power_law", `PURE` or "two_variable"."""
     params: dict[str, float]
     converged: bool
     reason: str
@@ -83,7 +90,7 @@ class FitResult:
 
     def inverse(self, loss: np.ndarray | float) -> np.ndarray:
         """The C at which the power law predicts `loss`: inf where loss <= E (never reached), NaN for a NaN/inf loss."""
-        if self.form != "power_law":
+        if self.form not in ("power_law", PURE):
             raise ValueError("inverse is defined for the one-variable power law only")
         return invert_power_law(np.asarray(self.theta), self.scales[0], loss)
 
@@ -124,7 +131,7 @@ def invert_power_law(theta: np.ndarray, scale: float, loss: np.ndarray | float) 
 def params_from_theta(form: str, theta: np.ndarray, scales: Sequence[float]) -> dict[str, float]:
     """Convert optimizer coordinates to parameters in the data's units (A = exp(a) * scale^b)."""
     t = np.asarray(theta, dtype=float)
-    if form == "power_law":
+    if form in ("power_law", PURE):
         return {"E": float(np.exp(t[0])), "A": float(np.exp(t[1] + t[2] * np.log(scales[0]))), "b": float(t[2])}
     return {
         "E": float(np.exp(t[0])),
@@ -135,7 +142,7 @@ def params_from_theta(form: str, theta: np.ndarray, scales: Sequence[float]) -> 
     }
 
 
-PARAM_NAMES = {"power_law": ("E", "A", "b"), "two_variable": ("E", "A", "alpha", "B", "beta")}
+PARAM_NAMES = {"power_law": ("E", "A", "b"), PURE: ("E", "A", "b"), "two_variable": ("E", "A", "alpha", "B", "beta")}
 
 
 def fit_power_law(
