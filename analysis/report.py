@@ -34,6 +34,10 @@ from analysis.alignment import add_alignment
 from analysis.claims import check_claims
 from analysis.collect import collect, write_tables
 from analysis.compare import compare_with_scaling, summary_lines
+from analysis.dominance import dominance
+from analysis.dominance import section as dominance_section
+from analysis.extrapolation import predictions
+from analysis.extrapolation import section as prediction_section
 from analysis.families import (
     METRIC_WORDS,
     METRICS,
@@ -90,9 +94,14 @@ def build_report(
             ff = _find_fit(rep, NO_REPLAY, metric)
             if ff is not None:
                 rep.comparisons += compare_with_scaling(rep.usable, ff, seed=seed)
+    with _stage(rep, "comparing replay with scaling by dominance"):
+        if rep.fits:  # the same runs as the fits: none when their evaluations differ
+            rep.dominance = {metric: dominance(rep.usable, metric) for metric in METRICS}
     with _stage(rep, "checking the paper's claims"):
         if not rep.usable.empty:
             rep.claims = check_claims(rep.usable, _find_fit(rep, NO_REPLAY, "retained_loss"), seed=seed)
+    with _stage(rep, "checking whether the laws predict their largest size"):
+        rep.extrapolations = predictions([f for f in rep.fits if f.x_col == "flops_per_new_token"], n_boot=n_boot, seed=seed)
     with _stage(rep, "writing tables"):
         _write_tables(rep)
     _draw_figures(rep)
@@ -109,6 +118,9 @@ def build_report(
             "task_sequence": rep.sequence,
             "fits": [fit_summary(f) for f in rep.fits],
             "comparisons": [c.to_dict() for c in rep.comparisons],
+            "extrapolations": [e.to_dict() for e in rep.extrapolations],
+            "dominance": {m: [{"setting": d.setting, "verdict": d.verdict, "text": d.text()} for d in ds]
+                          for m, ds in rep.dominance.items()},
         }, indent=2))
         rep.files.append(path)
     _write_markdown(rep, paths)
@@ -300,6 +312,8 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
         lines += ["Table: [tables/compare.md](tables/compare.md) ([LaTeX](tables/compare.tex)).", ""]
     else:
         lines += ["No comparison could be made (see the problems above).", ""]
+    if rep.dominance:
+        lines += dominance_section(rep.dominance)
 
     if rep.claims:
         lines += ["## The paper's four claims", "", "Rules: `analysis/claims.py` (docs/analysis.md); intervals over seeds.", ""]
@@ -307,8 +321,11 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
 
     if rep.fits:
         lines += ["## Power-law fits", "", "L = E + A x^-b with x = training FLOPs per new-data token (`final_flops_train` for the total-FLOPs fit); "
-                  "Huber loss on log-residuals, L-BFGS-B from a grid of starts; 95% bootstrap intervals.", ""]
+                  "Huber loss on log-residuals, L-BFGS-B from a grid of starts; 95% bootstrap intervals. Each family also "
+                  "fits the pure law L = A x^-b and keeps the form the column `law` names (`analysis/law_form.py`: the pure "
+                  "law when E runs to its lower bound, else the lower AIC).", ""]
         lines += [tables.to_markdown(tables.fit_table(rep.fits)), "All parameters: [fits.json](fits.json).", ""]
+        lines += prediction_section(rep.extrapolations)
 
     for kind, title in (("retained", "Retained loss"), ("learned", "Learned loss"), ("forgetting", "Forgetting")):
         path = rep.out / "tables" / f"{kind}.md"

@@ -15,6 +15,8 @@ import pandas as pd
 from analysis.claims import Claim
 from analysis.collect import Collection
 from analysis.compare import Comparison
+from analysis.dominance import Dominance
+from analysis.extrapolation import Extrapolation
 from analysis.families import FamilyFit
 
 
@@ -29,6 +31,10 @@ class Report:
     fits: list[FamilyFit] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
+    dominance: dict[str, list[Dominance]] = field(default_factory=dict)
+    """Every replay setting against the no-replay sizes, per metric (`analysis.dominance`)."""
+    extrapolations: list[Extrapolation] = field(default_factory=list)
+    """Leave-largest-out checks of the no-replay fits (`analysis.extrapolation`)."""
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -21,6 +21,8 @@ from PIL import Image
 from analysis import tables
 from analysis.claims import Claim
 from analysis.compare import summary_lines
+from analysis.dominance import section as dominance_section
+from analysis.extrapolation import section as prediction_section
 from analysis.families import METRIC_WORDS, METRICS, add_setting_columns
 from analysis.problems import group_problems
 from analysis.report_contents import Report
@@ -144,8 +146,11 @@ def write_results_page(rep: Report, page: Path, *, command: str, machine: str | 
               "in docs/analysis.md. The rules are in `analysis/claims.py`, fixed before the study was run.", ""]
     lines += _claims(rep.claims)
     lines += ["## Replay versus a bigger model (compute-equivalent multipliers)", ""] + _comparisons(rep)
+    if rep.dominance:
+        lines += dominance_section(rep.dominance)
     if rep.fits:
         lines += ["## Power-law fits", "", tables.to_markdown(tables.fit_table(rep.fits))]
+        lines += prediction_section(rep.extrapolations)
     for kind, title in (("retained", "Retained loss"), ("learned", "Learned loss"), ("forgetting", "Forgetting")):
         lines += [f"## {title} per task", "", tables.TABLE_KINDS[kind][2] + "; mean ± std over seeds, 95% t interval of Avg.", "",
                   tables.to_markdown(tables.method_table(usable, tasks, kind))]

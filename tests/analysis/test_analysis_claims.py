@@ -18,6 +18,8 @@ from analysis.claims import (
     bonferroni,
     check_claims,
     compute_claim,
+    replay_claim,
+    seeds_needed,
 )
 from analysis.compare import Comparison
 from analysis.families import NO_REPLAY, fit_family, no_replay_runs
@@ -26,8 +28,10 @@ from analysis.problems import group_problems
 SIZES = {"s1": 1e6, "s2": 4e6}
 
 
-def _runs(forgetting, retained, seeds: int = 3, noise: float = 0.01) -> pd.DataFrame:
-    """Runs of every (size, alpha, k) with the given mean forgetting/retained loss (callables of size, alpha, k)."""
+def _runs(forgetting, retained, seeds: int = 3, noise: float = 0.01, bwt=None) -> pd.DataFrame:
+    """Runs of every (size, alpha, k) with the given mean forgetting/retained loss/backward transfer (callables of size,
+    alpha, k; backward transfer defaults to minus the forgetting)."""
+    bwt = bwt or (lambda m, a, k: -forgetting(m, a, k))
     rng = np.random.default_rng(0)
     rows = []
     for model, n in SIZES.items():
@@ -37,6 +41,7 @@ def _runs(forgetting, retained, seeds: int = 3, noise: float = 0.01) -> pd.DataF
                     rows.append(dict(run_id=f"{model}-{alpha}-{k}-{s}", model=model, n_params=n, alpha=alpha, k=k, eps=0.1,
                                      reptile=k > 0, seed=s, flops_per_new_token=6 * n / (1 - alpha),
                                      forgetting=forgetting(model, alpha, k) + noise * rng.standard_normal(),
+                                     backward_transfer=bwt(model, alpha, k) + noise * rng.standard_normal(),
                                      retained_loss=retained(model, alpha, k) + noise * rng.standard_normal()))
     return pd.DataFrame(rows)
 
@@ -54,7 +59,9 @@ def test_a_world_like_the_paper_supports_a_b_and_c() -> None:
     assert claims["a"].verdict == SUPPORTS and len(claims["a"].checks) == 2
     assert claims["b"].verdict == SUPPORTS
     assert claims["c"].verdict == SUPPORTS and len(claims["c"].checks) == 4  # 2 sizes x 2 alphas > 0
-    assert claims["d"].verdict == UNDECIDED and not claims["d"].checks  # no no-replay fit given
+    # No no-replay fit given: (d) by dominance alone. Loss falls with alpha and not with size here, so on s1 even the
+    # large rate beats the bigger model (contradicts); on s2 no no-replay size used as much compute (cannot tell).
+    assert [(ch.label, ch.outcome) for ch in claims["d"].checks] == [("s1", CONTRADICTS), ("s2", UNDECIDED)]
     assert claims["c"].level == pytest.approx(1 - 0.05 / 4)  # Bonferroni over the claim's 4 intervals
 
 
@@ -115,7 +122,7 @@ def test_compute_claim_on_runs_with_known_multipliers(collection) -> None:
     usable = collection.runs[collection.runs["usable"]]
     ff = fit_family(NO_REPLAY, no_replay_runs(usable), "retained_loss", stratum="model", n_boot=200)
     claim = compute_claim(usable, ff)
-    assert claim.level == pytest.approx(bonferroni(2))
+    assert claim.level == pytest.approx(bonferroni(2 * (1 + 5)))  # 2 rates x (the multiplier + 5 no-replay sizes)
     (check,) = claim.checks
     assert check.label == "m3" and check.outcome == SUPPORTS, check.estimate
     failed = fit_family(NO_REPLAY, no_replay_runs(usable)[lambda r: r["model"].isin(["m1", "m2"])], "retained_loss",
@@ -138,3 +145,32 @@ def test_problems_are_listed_once_with_what_they_affect() -> None:
     assert problems[0].affects == ["replay, m1", "replay, m2"] and "(-3.2)" not in problems[0].message
     assert problems[1].affects == ["r1", "r2"] and "affects 2" in problems[1].line()
     assert problems[2].line() == "no no-replay runs"
+
+
+FORGETTING_CLIPPED = {0.0: 3.0, 0.25: 0.02, 0.5: 0.02}  # replay at 0.25 already removes (clipped) forgetting
+BWT_UNCLIPPED = {0.0: -3.0, 0.25: -0.02, 0.5: 0.3}  # but alpha=0.5 still does better: later tasks help the earlier
+
+
+def test_b_second_step_is_judged_on_backward_transfer_not_on_clipped_forgetting() -> None:
+    runs = _runs(lambda m, a, k: FORGETTING_CLIPPED[a], _paper, bwt=lambda m, a, k: BWT_UNCLIPPED[a])
+    claim = replay_claim(runs[~runs["reptile"]])
+    assert claim.verdict == SUPPORTS, [ch.estimate for ch in claim.checks]
+    for check in claim.checks:
+        assert "F(alpha=0.25) - F(alpha=0)" in check.estimate and "BWT(alpha=0.5) - BWT(alpha=0.25)" in check.estimate
+    # Backward transfer that falls at the second step contradicts, whatever the clipped forgetting says.
+    worse = _runs(lambda m, a, k: FORGETTING_CLIPPED[a], _paper, bwt=lambda m, a, k: {0.0: -3.0, 0.25: -0.02, 0.5: -0.5}[a])
+    assert replay_claim(worse[~worse["reptile"]]).verdict == CONTRADICTS
+
+
+@pytest.mark.parametrize(("level", "seeds"), [(0.95, 4), (1 - 0.05 / 2, 5), (1 - 0.05 / 4, 5), (1 - 0.05 / 10, 6)])
+def test_b_seeds_needed_for_the_bonferroni_level(level, seeds) -> None:
+    # The most extreme split of 2n runs, 2 / C(2n, n), must fall below 1 - level: C(8,4)=70, C(10,5)=252, C(12,6)=924.
+    assert seeds_needed(level) == seeds
+
+
+def test_b_warns_when_the_study_has_too_few_seeds() -> None:
+    claim = replay_claim(_runs(_paper, _paper, seeds=3).query("not reptile"))
+    assert claim.level == pytest.approx(bonferroni(4)) and claim.seeds == 3 and claim.seeds_needed == 5
+    assert "needs 5 seeds per setting to be reachable" in claim.summary() and "this study has 3" in claim.summary()
+    enough = replay_claim(_runs(_paper, _paper, seeds=5).query("not reptile"))
+    assert enough.seeds == 5 and not enough.seeds_warning and "warning" not in enough.summary()
