@@ -76,7 +76,7 @@ def fit_table(fits: list[FamilyFit]) -> pd.DataFrame:
                 cell += f" [{_fmt_num(ci[k][0])}, {_fmt_num(ci[k][1])}]"
             row[k] = cell
         row["status"] = "ok" if ff.fit.converged else f"failed: {ff.fit.reason}"
-        row["law"] = ff.law or "–"  # which form, and why (analysis.law_form)
+        row["law"] = ff.law if ff.fit.converged else "–"  # which form, and why (analysis.law_form)
         if ff.fit.converged:
             row["interval"] = ("not computed (n_boot=0)" if ff.boot is None
                                else ff.boot.reason or f"residual bootstrap, {ff.boot.ok.shape[0]} refits")

@@ -72,3 +72,23 @@ def test_law_form_floor_at_its_lower_bound_falls_back_to_the_pure_law() -> None:
 def test_law_form_neither_fits_keeps_the_floor_reason() -> None:
     choice = choose_law(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]))  # rising: no power law at all
     assert not choice.fit.converged and choice.why.startswith("no law")
+
+
+def test_law_form_on_run_directories(collection, tmp_path) -> None:
+    """Run directories written from a known law: the standard sweep has a floor (E = 2.3), a pure-law sweep none."""
+    import synthetic_runs as sr
+
+    from analysis.collect import collect
+    from analysis.families import NO_REPLAY, no_replay_runs
+
+    def no_replay_fit(runs):
+        return fit_family(NO_REPLAY, no_replay_runs(runs[runs["usable"]]), "retained_loss", stratum="model", n_boot=0)
+
+    floor = no_replay_fit(collection.runs)
+    assert floor.fit.form == "power_law" and "lower AIC" in floor.law
+    pure_law = {m: 40.0 * (6 * n) ** -0.12 for m, n in sr.MODELS.items()}  # retained loss of each size, no floor
+    sr.write_sweep(tmp_path, [sr.Spec(model=m, seed=s, losses=(0.8 * loss, loss)) for m, loss in pure_law.items()
+                              for s in range(3)])
+    pure = no_replay_fit(collect([tmp_path], progress=False).runs)
+    assert pure.fit.form == PURE and pure.law.startswith("pure power law"), pure.law
+    assert abs(pure.fit.params["b"] - 0.12) < 0.01
