@@ -156,9 +156,12 @@ def optuna_report(sweep_dir: Path, sweeper: Any) -> dict[str, Any]:
 
 
 def sweep_status(sweep_dir: Path, expected_runs: Sequence[str | Path] | None = None) -> dict[str, Any]:
-    """The state of every run under `sweep_dir`, or, given `expected_runs` (run names or run directories,
-    e.g. the points one sweep launched), of exactly those: one row each, in that order, pending where the
-    directory does not exist; other runs sharing the folder are left out."""
+    """The state of every run under `sweep_dir`, or, given `expected_runs`, of exactly those: one row each, in
+    that order, pending where the directory does not exist; other runs sharing the folder are left out.
+
+    An expected run is a run name (a `str`: `<sweep_dir>/<name>`) or a run directory (a `Path`, used as it is:
+    relative ones, e.g. `runs/<sweep>/<run>` with the default relative `runs_dir`, are relative to the working
+    directory, as the jobs wrote them; joined to `sweep_dir` they would name `runs/<sweep>/runs/<sweep>/<run>`)."""
     from omegaconf import OmegaConf
 
     sweep_dir = Path(sweep_dir)
@@ -166,7 +169,7 @@ def sweep_status(sweep_dir: Path, expected_runs: Sequence[str | Path] | None = N
         raise FileNotFoundError(f"{sweep_dir} is not a directory")
     now = time.time()
     if expected_runs is not None:
-        paths = [sweep_dir / run for run in expected_runs]  # an absolute run directory stays itself
+        paths = [run if isinstance(run, Path) else sweep_dir / run for run in expected_runs]
         rows = [_run_row(path, now) if _is_run_dir(path) else pending_row(path.name) for path in paths]
         return {"sweep_dir": str(sweep_dir), "kind": "grid", "expected": len(paths), "runs": rows,
                 "counts": count_states(rows)}

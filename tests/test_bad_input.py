@@ -756,3 +756,42 @@ def test_the_run_command_refuses_a_run_directory_in_use_in_one_line(small_bible,
         assert_unchanged(before, snapshot(run.parent, data))
     line = _one_line_refusal(proc, "is in use by")
     assert f"{run} is in use by pid {holder.pid} on " in line and "wait for it to end" in line, line
+
+
+# ------------------------------------------------------------------------------------------------- issue 23
+# Items 18, 20, 21 and 22 of issue 23 (tried as a newcomer would): each row's id names the item. The rows that
+# need a real sweep or run on the command line are in I23_SLOW_CASES.
+def _completed_run(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({
+        "status": "completed", "run_name": run_dir.name, "metrics": {"retained_loss": 4.2},
+        "totals": {"steps": 16, "flops_train": 1e9}}))
+    (run_dir / "metrics.jsonl").write_text('{"event": "eval", "step": 16}\n')
+
+
+def i23_18_closing_table_relative_runs_dir(tmp_path, monkeypatch, request) -> None:
+    """The grid's closing table with the default relative runs_dir (runs/<sweep>): the points' run directories are
+    `runs/<sweep>/<run>` relative to the working directory, and every completed one is read as completed (it was
+    looked for in runs/<sweep>/runs/<sweep>/<run> and reported pending)."""
+    from sweeps.sweep_table import Point, build_table, not_completed
+
+    monkeypatch.chdir(tmp_path)
+    sweep_dir = Path("runs/replay_vs_scale_quick")  # what hydra.sweep.dir=${runs_dir} gives
+    names = ["alpha=0,k=0,model=cpu-0.3m,seed=0", "alpha=0.5,k=8,model=cpu-0.3m,seed=0"]
+    for name in names:
+        _completed_run(sweep_dir / name)
+    table = build_table(sweep_dir, [Point(f"point {i}", sweep_dir / name, "completed") for i, name in enumerate(names)])
+    assert [row["status"] for row in table["runs"]] == ["completed", "completed"], table
+    assert table["counts"]["completed"] == 2 and table["counts"]["pending"] == 0
+    assert not_completed(table) == 0
+    assert [row["retained_loss"] for row in table["runs"]] == [4.2, 4.2]
+
+
+I23_CASES = [
+    pytest.param(i23_18_closing_table_relative_runs_dir, id="i23_18_closing_table_relative_runs_dir"),
+]
+
+
+@pytest.mark.parametrize("case", I23_CASES)
+def test_issue_23_newcomer_cases(case, tmp_path, monkeypatch, request):
+    case(tmp_path, monkeypatch, request)
