@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mer.rundir.layout import effective_error, effective_status
+from mer.rundir.refusal import headline
 from mer.rundir.status import REPORTED_STATUSES
 from sweeps.rundirs import read_summary
 
@@ -249,14 +250,20 @@ def format_status(result: dict[str, Any]) -> str:
     names = [r.get("point") or r["run"] for r in rows]
     width = min(max([len(n) for n in names] + [len(label)]), 90)
     lines = [f"{'status':<11} {'step':>6} {'idle':>8} {'retained':>9} {'flops':>10}  {label:<{width}}  error / reason"]
+    cut = False
     for row, name in zip(rows, names):
         idle = f"{row['idle_s']:.0f}s" if row["idle_s"] is not None else None
         name = name if len(name) <= width else name[:width - 3] + "..."
+        reason = headline(row["error"]) if row["error"] else ""  # the whole reason: --json, summary.json
+        cut = cut or reason != " ".join((row["error"] or "").split())
         lines.append(f"{row['status']:<11} {_fmt(row['step'], 6)} {_fmt(idle, 8)} {_fmt(row['retained_loss'], 9)} "
-                     f"{_fmt(row['flops_train'], 10, 3)}  {name:<{width}}  {row['error'] or ''}".rstrip())
+                     f"{_fmt(row['flops_train'], 10, 3)}  {name:<{width}}  {reason}".rstrip())
     counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items())
     expected = f" of {result['expected']} expected" if "expected" in result else ""
     lines.append(f"{result['sweep_dir']} ({result['kind']}{expected}): {counts}")
+    if cut:
+        lines.append("(reasons cut to their first sentence; the full reason is in each run's summary.json, and in "
+                     "the JSON of this table)")
     report = result.get("optuna")
     if report:
         if "error" in report:

@@ -787,8 +787,42 @@ def i23_18_closing_table_relative_runs_dir(tmp_path, monkeypatch, request) -> No
     assert [row["retained_loss"] for row in table["runs"]] == [4.2, 4.2]
 
 
+def i23_20_k_refusal_names_cpu_paper(tmp_path, monkeypatch, request) -> None:
+    """The card's `k=100,500,1000` on the default config is refused naming `+experiment=cpu_paper`, the README's
+    way to run that grid, and the preset does give every task at least CPU_PAPER_MIN_STEPS steps."""
+    from mer.config.run_config import CPU_PAPER_MIN_STEPS, RunConfig, to_dataclass
+
+    for k in (100, 500, 1000):
+        assert "+experiment=cpu_paper" in config_refusal(["alpha=0", f"k={k}"])
+    assert "+experiment=cpu_paper" not in config_refusal(["alpha=0", "k=5000"])  # the preset would not fit it either
+    preset = to_dataclass(compose(["+experiment=cpu_paper", "alpha=0", "k=0"]), RunConfig)
+    assert min(preset.task_steps) == CPU_PAPER_MIN_STEPS
+
+
+def i23_20_table_reason_short_full_in_json(tmp_path, monkeypatch, request) -> None:
+    """A refused point's ~650-character reason is cut to its first sentence in the printed table (it was printed in
+    full in the reason column, after the point's own log line had printed it already), which still says what is
+    wrong and the fix; sweep_table.json and summary.json keep it whole."""
+    from sweeps.status import format_status
+    from sweeps.sweep_table import Point, build_table
+
+    reason = config_refusal(["alpha=0", "k=100"])
+    assert len(reason) > 500
+    run_dir = tmp_path / "alpha=0,k=100"
+    table = build_table(tmp_path, [Point("k=100", run_dir, "refused", reason)])
+    text = format_status(table)
+    row = next(line for line in text.splitlines() if line.startswith("refused"))
+    assert reason not in text and len(row) < 200, row
+    shown = row[row.index("k=100 cannot fire"):]
+    assert "k<=49" in shown and "+experiment=cpu_paper" in shown, shown
+    assert "full reason" in text  # says where the whole reason is
+    assert table["runs"][0]["error"] == reason
+
+
 I23_CASES = [
     pytest.param(i23_18_closing_table_relative_runs_dir, id="i23_18_closing_table_relative_runs_dir"),
+    pytest.param(i23_20_k_refusal_names_cpu_paper, id="i23_20_k_refusal_names_cpu_paper"),
+    pytest.param(i23_20_table_reason_short_full_in_json, id="i23_20_table_reason_short_full_in_json"),
 ]
 
 
