@@ -73,6 +73,11 @@ def format_sweep_plan(rows: Sequence[dict[str, Any]], gpu_note: str) -> str:
                  f"{t['flops_eval'] or 0:.3e}), {_hours(t['gpu_hours'])} GPU-hours {gpu_note}, "
                  f"{_hours(t['hours_this_machine'])} h one after another on this machine, disk {disk} "
                  f"(checkpoints x2 during writes, replay buffers, exports); {t['points_refused']} point(s) refused")
+    busy = [str(r["point"]) for r in rows if r.get("rate_disturbed")]
+    if busy:
+        lines.append(f"the machine was busy while {len(busy)} of the points were timed (other processes held the cores): "
+                     f"their hours may be too long ({', '.join(busy[:3])}{', ...' if len(busy) > 3 else ''}); plan "
+                     "again on a quieter machine")
     return "\n".join(lines)
 
 
