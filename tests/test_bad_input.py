@@ -891,6 +891,19 @@ def i23_21_plan_hours_grow_with_model_size(tmp_path, monkeypatch, request) -> No
     assert seconds == sorted(seconds), seconds
 
 
+def i23_21_one_timed_row_scales_to_the_micro_batch(tmp_path, monkeypatch, request) -> None:
+    """Where one row's step takes more than STEP_SECONDS / 2 (a larger model, or any model on a busy machine), only
+    one row is timed; that one row's time stood for the whole micro-batch, so such a model was planned up to
+    micro-batch times too fast (cpu-0.5m planned below cpu-0.3m). It is now scaled by the rows (exact numbers)."""
+    from mer.plan.timing import micro_batch_seconds
+
+    assert micro_batch_seconds(0.5, 1, None, 8) == 4.0  # was 0.5: one row's time for 8 rows
+    assert micro_batch_seconds(0.5, 1, None, 1) == 0.5
+    assert micro_batch_seconds(0.1, 4, 0.4, 16) == pytest.approx(1.6)  # 0.1 per row, no fixed part
+    assert micro_batch_seconds(0.3, 4, 0.6, 8) == pytest.approx(0.3 + 0.1 * 7)  # 0.2 fixed + 0.1 per row
+    assert micro_batch_seconds(0.3, 4, 0.2, 8) == pytest.approx(0.3 + 0.05 * 7)  # noise: no fixed part told apart
+
+
 I23_CASES = [
     pytest.param(i23_18_closing_table_relative_runs_dir, id="i23_18_closing_table_relative_runs_dir"),
     pytest.param(i23_20_k_refusal_names_cpu_paper, id="i23_20_k_refusal_names_cpu_paper"),
@@ -898,6 +911,7 @@ I23_CASES = [
     pytest.param(i23_21_cpu_rate_cached_per_machine, id="i23_21_cpu_rate_cached_per_machine"),
     pytest.param(i23_21_busy_machine_is_said, id="i23_21_busy_machine_is_said"),
     pytest.param(i23_21_plan_hours_grow_with_model_size, id="i23_21_plan_hours_grow_with_model_size"),
+    pytest.param(i23_21_one_timed_row_scales_to_the_micro_batch, id="i23_21_one_timed_row_scales_to_the_micro_batch"),
 ]
 
 

@@ -158,7 +158,7 @@ def build_plan(cfg: RunConfig, run_name: str, measure: bool = True, device: Devi
                                  device.memory // 2)
     else:
         peak = cpu_rate()
-        rate = Rate(peak.flops_per_s, f"upper bound: this CPU's {peak.describe()}, {peak.flops_per_s / 1e9:.1f} GFLOP/s",
+        rate = Rate(peak.flops_per_s, f"upper bound: the {peak.describe()}, {peak.flops_per_s / 1e9:.1f} GFLOP/s",
                     False, peak.disturbed)
     gpu = cfg.plan_gpu or (device.name if device.kind == "cuda" else DEFAULT_PLAN_GPU)
     planned_gpu_rate = (rate if device.kind == "cuda" and cfg.plan_gpu is None

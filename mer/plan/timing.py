@@ -68,7 +68,7 @@ def _fallback_cpu_rate(reason: str) -> Rate:
 
     peak = cpu_rate()
     return Rate(peak.flops_per_s * CPU_FALLBACK_EFFICIENCY,
-                f"not timed ({reason}): assumed {CPU_FALLBACK_EFFICIENCY:.0%} of this CPU's {peak.describe()}, "
+                f"not timed ({reason}): assumed {CPU_FALLBACK_EFFICIENCY:.0%} of the {peak.describe()}, "
                 f"{peak.flops_per_s / 1e9:.1f} GFLOP/s", False, peak.disturbed)
 
 
@@ -77,6 +77,21 @@ def busy_note(share: float, cores: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"the machine was busy while timing (this process got {share:.0%} of the CPU time of its threads, load "
             f"{load:.1f} on {cores} cores): the estimate may be too long; plan again on a quieter machine")
+
+
+def micro_batch_seconds(one_row: float, rows: int, many: float | None, micro_rows: int) -> float:
+    """Seconds of a training step of `micro_rows` rows, from the step of one row (`one_row` s) and the step of `rows`
+    rows (`many` s; None where only one row was timed): the line through the two, a fixed part plus a part per row.
+
+    With one row alone no fixed part can be told apart, so every row costs a one-row step (an upper bound): one
+    row's time must not stand for the whole micro-batch, which made a model slow enough to be timed at one row look
+    faster than a smaller one."""
+    if rows == 1 or many is None:
+        return one_row * micro_rows
+    per_row = (many - one_row) / (rows - 1)
+    if per_row <= 0:  # noise on a busy machine: no fixed part can be told apart
+        per_row = many / rows
+    return one_row + per_row * (micro_rows - 1)
 
 
 @functools.cache
@@ -129,19 +144,14 @@ def measured_cpu_rate(model_key: tuple, vocab_size: int, micro_rows: int, train_
     # one row and at as many as fit in STEP_SECONDS (the whole micro-batch where it does), and extrapolate the
     # line to the micro-batch. Timing fewer rows alone would understate the rate of a larger batch.
     rows = max(1, min(micro_rows, int(STEP_SECONDS / one_row)))
-    if rows == 1:
-        seconds, timed = one_row, ONE_ROW_REPEATS
-    else:
-        many = min(step(rows) for _ in range(2))
-        per_row = (many - one_row) / (rows - 1)
-        if per_row <= 0:  # noise on a busy machine: no fixed part can be told apart
-            per_row = many / rows
-        seconds, timed = one_row + per_row * (micro_rows - 1), ONE_ROW_REPEATS + 2
+    many = min(step(rows) for _ in range(2)) if rows > 1 else None
+    seconds, timed = micro_batch_seconds(one_row, rows, many, micro_rows), ONE_ROW_REPEATS + (2 if rows > 1 else 0)
     threads = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     share = (time.process_time() - cpu0) / max((time.perf_counter() - wall0) * min(threads, cores), 1e-9)
     rate = micro_rows * seq_len * train_flops_per_token / seconds
-    how = (f"{rows} rows" if rows == micro_rows else f"1 and {rows} rows, extrapolated to the run's {micro_rows}")
+    how = (f"{rows} rows" if rows == micro_rows else f"1 row, times the run's {micro_rows}" if rows == 1
+           else f"1 and {rows} rows, extrapolated to the run's {micro_rows}")
     how = (f"measured: the fastest of {timed} timed training steps of this model on this CPU ({how} of {seq_len} "
            f"tokens, {seconds * 1000:.0f} ms per step of {micro_rows} rows, {threads} threads)")
     disturbed = share < BUSY_SHARE
