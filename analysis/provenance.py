@@ -11,6 +11,7 @@ the version `unknown`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -26,6 +27,17 @@ def code_version(commit: Any, dirty: Any) -> str:
     return commit[:SHORT] + ("+dirty" if dirty is True else "")
 
 
+_MODULE_FILE = re.compile(r"^\S*/((?:mer|analysis|sweeps)(?:/\w+)*)\.py(?=\s|$)")
+
+
+def as_module_command(command: Any) -> Any:
+    """`python -m mer.run ...` for a command recorded as `sys.argv`, whose first word is then the module's file
+    (`/home/u/mer/mer/run.py -m ...`, as earlier runs recorded it): what the user typed, and can type again."""
+    if not isinstance(command, str):
+        return command
+    return _MODULE_FILE.sub(lambda m: "python -m " + m.group(1).replace("/", "."), command, count=1)
+
+
 def provenance_columns(summary: dict[str, Any] | None) -> dict[str, Any]:
     """The runs-table columns of a summary.json: `git_commit`, `git_dirty` and `command` of the last attempt,
     `attempts` (how many), and `code_versions`: every code version the attempts ran, in order, joined by ' -> '
@@ -35,7 +47,8 @@ def provenance_columns(summary: dict[str, Any] | None) -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None, "command": None, "attempts": 0, "code_versions": UNKNOWN}
     attempts = [a for a in prov.get("attempts", []) if isinstance(a, dict)] or [prov]
     versions = list(dict.fromkeys(code_version(a.get("git_commit"), a.get("git_dirty")) for a in attempts))
-    return {"git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "command": prov.get("command"),
+    return {"git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"),
+            "command": as_module_command(prov.get("command")),
             "attempts": len(attempts), "code_versions": " -> ".join(versions)}
 
 

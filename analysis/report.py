@@ -195,9 +195,12 @@ def _fit_all(rep: Report, *, n_boot: int, seed: int, progress: bool) -> None:
         jobs.append((NO_REPLAY + ", total FLOPs", nr, "retained_loss", "model", "final_flops_train"))
     for name, fam in replay_families(usable).items():
         jobs += [(name, fam, m, "alpha", "flops_per_new_token") for m in METRICS]
-    bar = tqdm(total=len(jobs) * max(n_boot, 0), desc="bootstrap fits", unit="fit", disable=not progress or n_boot * len(jobs) < 100)
-    for family, runs, metric, stratum, x_col in jobs:
+    # A bar only in a terminal: in a log it would print its first and last state as two lines.
+    quiet = not progress or n_boot * len(jobs) < 100 or not sys.stderr.isatty()
+    bar = tqdm(total=len(jobs) * max(n_boot, 0), desc="bootstrap fits", unit="fit", disable=quiet)
+    for done, (family, runs, metric, stratum, x_col) in enumerate(jobs, start=1):
         ff = fit_family(family, runs, metric, stratum=stratum, n_boot=n_boot, seed=seed, x_col=x_col, progress=bar.update)
+        bar.update(done * max(n_boot, 0) - bar.n)  # a fit without an interval (one seed per size) refits nothing
         rep.fits.append(ff)
         if not ff.fit.converged:
             rep.problems.append(f"fit of {METRIC_WORDS[metric]} for '{family}' not usable: {ff.fit.reason}")

@@ -75,7 +75,7 @@ def main(cfg: DictConfig) -> dict:
         log.error("not started: the sweep is stopping (signal %d)", stop_request.requested())
         sys.exit(stop_request.STOPPED_BY_SIGNAL)
     try:
-        return run_training(run_cfg, name, resolved)
+        summary = run_training(run_cfg, name, resolved)
     except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged, RunDirLocked,
             RunDirLockUnsupported, DiskFull) as error:
         log.error("%s", error)
@@ -84,6 +84,13 @@ def main(cfg: DictConfig) -> dict:
         if multirun:
             raise  # the sweeper records the failure (and its table the reason) and goes on
         sys.exit(2)
+    from mer.parallel.distributed import world_from_env
+
+    if not multirun and world_from_env().rank == 0:  # a sweep says it once, under its table
+        from mer.rundir.next_steps import run_next_steps
+
+        print(run_next_steps(Path(run_cfg.runs_dir).expanduser() / name), flush=True)
+    return summary
 
 
 def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:

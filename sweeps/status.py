@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mer.rundir.layout import effective_error, effective_status
+from mer.rundir.refusal import headline
 from mer.rundir.status import REPORTED_STATUSES
 from sweeps.rundirs import read_summary
 
@@ -156,9 +157,12 @@ def optuna_report(sweep_dir: Path, sweeper: Any) -> dict[str, Any]:
 
 
 def sweep_status(sweep_dir: Path, expected_runs: Sequence[str | Path] | None = None) -> dict[str, Any]:
-    """The state of every run under `sweep_dir`, or, given `expected_runs` (run names or run directories,
-    e.g. the points one sweep launched), of exactly those: one row each, in that order, pending where the
-    directory does not exist; other runs sharing the folder are left out."""
+    """The state of every run under `sweep_dir`, or, given `expected_runs`, of exactly those: one row each, in
+    that order, pending where the directory does not exist; other runs sharing the folder are left out.
+
+    An expected run is a run name (a `str`: `<sweep_dir>/<name>`) or a run directory (a `Path`, used as it is:
+    relative ones, e.g. `runs/<sweep>/<run>` with the default relative `runs_dir`, are relative to the working
+    directory, as the jobs wrote them; joined to `sweep_dir` they would name `runs/<sweep>/runs/<sweep>/<run>`)."""
     from omegaconf import OmegaConf
 
     sweep_dir = Path(sweep_dir)
@@ -166,7 +170,7 @@ def sweep_status(sweep_dir: Path, expected_runs: Sequence[str | Path] | None = N
         raise FileNotFoundError(f"{sweep_dir} is not a directory")
     now = time.time()
     if expected_runs is not None:
-        paths = [sweep_dir / run for run in expected_runs]  # an absolute run directory stays itself
+        paths = [run if isinstance(run, Path) else sweep_dir / run for run in expected_runs]
         rows = [_run_row(path, now) if _is_run_dir(path) else pending_row(path.name) for path in paths]
         return {"sweep_dir": str(sweep_dir), "kind": "grid", "expected": len(paths), "runs": rows,
                 "counts": count_states(rows)}
@@ -246,14 +250,20 @@ def format_status(result: dict[str, Any]) -> str:
     names = [r.get("point") or r["run"] for r in rows]
     width = min(max([len(n) for n in names] + [len(label)]), 90)
     lines = [f"{'status':<11} {'step':>6} {'idle':>8} {'retained':>9} {'flops':>10}  {label:<{width}}  error / reason"]
+    cut = False
     for row, name in zip(rows, names):
         idle = f"{row['idle_s']:.0f}s" if row["idle_s"] is not None else None
         name = name if len(name) <= width else name[:width - 3] + "..."
+        reason = headline(row["error"]) if row["error"] else ""  # the whole reason: --json, summary.json
+        cut = cut or reason != " ".join((row["error"] or "").split())
         lines.append(f"{row['status']:<11} {_fmt(row['step'], 6)} {_fmt(idle, 8)} {_fmt(row['retained_loss'], 9)} "
-                     f"{_fmt(row['flops_train'], 10, 3)}  {name:<{width}}  {row['error'] or ''}".rstrip())
+                     f"{_fmt(row['flops_train'], 10, 3)}  {name:<{width}}  {reason}".rstrip())
     counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items())
     expected = f" of {result['expected']} expected" if "expected" in result else ""
     lines.append(f"{result['sweep_dir']} ({result['kind']}{expected}): {counts}")
+    if cut:
+        lines.append("(reasons cut to their first sentence; the full reason is in each run's summary.json, and in "
+                     "the JSON of this table)")
     report = result.get("optuna")
     if report:
         if "error" in report:

@@ -9,6 +9,8 @@ import pytest
 # Tests never touch the user's cache or a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nor the per-machine cache of the CPU matmul rate (mer.compute.mfu): every test process measures its own.
+os.environ.setdefault("MER_CPU_RATE_CACHE", "")
 
 from mer_testing import small_bible_config  # noqa: E402  (helpers shared with test modules)
 

@@ -12,6 +12,7 @@ a seeded generator per chain (reproducible; change SEED to draw others). How the
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,3 +285,78 @@ def test_a_crashed_run_resumes_to_the_same_metrics(small_bible, tmp_path, monkey
     resumed = train(cfg)
     assert records(cfg) == records(reference)
     assert resumed["loss_matrix"] == expected["loss_matrix"] and resumed["metrics"] == expected["metrics"]
+
+
+# ------------------------------------------------------------------------------------------------- issue 23
+def _holder_pid(run_dir: Path) -> int | None:
+    """The pid in the run's lock record (the process that owns or last owned the run)."""
+    import json
+
+    try:
+        return json.loads((run_dir / "run.lock").read_bytes().decode().strip("\x00 \n")).get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+SWEEP_SIGNAL_CASES = [
+    pytest.param("hydra/launcher=local", signal.SIGTERM, id="i23_17_local_launcher_sigterm_reaches_the_jobs"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("launcher", "signum"), SWEEP_SIGNAL_CASES)
+def test_a_signal_to_a_sweep_stops_its_jobs_with_a_checkpoint(launcher, signum, small_bible, tmp_path):
+    """Issue 23 item 17: SIGTERM to a sweep on the local launcher (submitit: one process per point) ended the sweep
+    in 0.3 s with no message and left its jobs training as orphans. It is passed on to the jobs: each checkpoints
+    and ends `stopped`, its process gone, and the sweep exits with 143 after them; the same command finishes both."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from mer_testing import small_bible_cli_overrides
+
+    sweep = tmp_path / "sweep"
+    tiny = [a for a in small_bible_cli_overrides(small_bible[0].data_dir) if not a.startswith(("data.tasks", "data.budget"))]
+    tasks = ",".join(f"{{name:{t.name},max_train_documents:{t.max_train_documents}}}" for t in small_bible[0].tasks[:2])
+    # 30,000 new tokens per task at 6 new blocks of 32 tokens a step: 157 steps per task, so both jobs train a while.
+    args = ["-m", "mer.run", "-m", launcher, "seed=0,1", f"runs_dir={sweep}", f"data.tasks=[{tasks}]", *tiny,
+            "data.budget_tokens=30000", "checkpoint_every=1000", "hydra.launcher.poll_s=0.2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    log = tmp_path / "sweep.log"
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def training_runs() -> list[Path]:
+        return [p.parent for p in sweep.glob("*/metrics.jsonl") if p.read_text().count('"event": "train"') >= 2]
+
+    deadline = time.monotonic() + 600
+    while len(training_runs()) < 2:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    runs = training_runs()
+    pids = [_holder_pid(run) for run in runs]
+    assert all(pids) and all(_alive(pid) for pid in pids), pids
+    proc.send_signal(signum)
+    assert proc.wait(timeout=300) == 143, log.read_text()[-3000:]
+    out = log.read_text()
+    assert f"sweep stopped by signal {int(signum)}" in out and "Run the same command again to resume" in out, out[-3000:]
+    for run_dir, pid in zip(runs, pids):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "stopped", summary
+        assert (run_dir / "checkpoint").is_dir()
+        assert not _alive(pid), f"the job {pid} of {run_dir.name} outlived its sweep"
+    again = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert all(json.loads((run_dir / "summary.json").read_text())["status"] == "completed" for run_dir in runs)

@@ -8,14 +8,13 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mer_testing import tiny_run_config
 
 from mer.launch.runner import run_training
-from mer.rundir.provenance import PACKAGE_DIR, PROVENANCE_FILE, git_state, record_attempt
+from mer.rundir.provenance import PACKAGE_DIR, PROVENANCE_FILE, command_line, git_state, record_attempt
 from mer.training.trainer import Trainer, TrainingStopped
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -97,7 +96,7 @@ def test_runs_record_each_attempt_and_resume_across_commits(small_bible, tmp_pat
     first = json.loads((run / "summary.json").read_text())["provenance"]
     commit, dirty = git_state()
     assert (first["git_commit"], first["git_dirty"]) == (commit, dirty)
-    assert first["command"] == shlex.join(sys.argv) and first["mer_version"]
+    assert first["command"] == command_line() and first["mer_version"]
     # The previous attempt ran other code: the resume is not refused (provenance is not in the config).
     saved = json.loads((run / PROVENANCE_FILE).read_text())
     saved["attempts"][0]["git_commit"] = saved["git_commit"] = "0" * 40

@@ -90,8 +90,10 @@ class MerGridSweeper(BasicSweeper):
 
         jobs: list[list[str]] = []
         results: list[JobReturn | BaseException] = []
-        # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.signals.stop_request); in-process jobs only
-        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
+        # SIGTERM/SIGINT: the current job checkpoints, no later job starts (mer.signals.stop_request): in-process
+        # jobs read the request, the local launcher passes it on to its jobs' processes
+        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher),
+                       forwards=getattr(self.launcher, "forwards_stop", False)):
             while not self.is_done():
                 batch = self.get_job_batch()
                 self.validate_batch_is_legal(batch)  # a typo in a key stops the sweep before any job runs
@@ -142,13 +144,15 @@ class MerGridSweeper(BasicSweeper):
 
     def report(self, sweep_dir: Path, jobs: list[list[str]], results: list[JobReturn | BaseException]) -> None:
         """Print and save the table; raise SweepIncomplete if any point did not complete."""
+        from mer.rundir.next_steps import sweep_next_steps
         from sweeps.sweep_table import Point, build_table, not_completed, point_labels, write_table
 
         points = [Point(label, self._run_dir(job), *job_outcome(result))
                   for label, job, result in zip(point_labels(jobs), jobs, results)]
         table = build_table(sweep_dir, points)
         path, text = write_table(sweep_dir, table)
-        print(f"\n{text}\n(saved in {path} and {path.with_suffix('.json').name})", flush=True)
+        print(f"\n{text}\n(saved in {path} and {path.with_suffix('.json').name})\n{sweep_next_steps(sweep_dir)}",
+              flush=True)
         missing = not_completed(table)
         if missing:
             raise SweepIncomplete(f"{missing} of {len(points)} points refused/failed, see {path}")

@@ -235,8 +235,10 @@ class MerOptunaSweeper(Sweeper):
         log.info("study %r (%s): %d of %d trials done; search space %s, fixed %s", self.study_name,
                  self.storage_spec or "sqlite", self._done(study), n_trials,
                  {k: str(v) for k, v in space.distributions.items()}, space.fixed)
-        # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.signals.stop_request); in-process jobs
-        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher)):
+        # SIGTERM/SIGINT: the current trials checkpoint, no later trial starts (mer.signals.stop_request): in-process
+        # jobs read the request, the local launcher passes it on to its jobs' processes
+        with SweepStop(in_process=isinstance(self.launcher, BasicLauncher),
+                       forwards=getattr(self.launcher, "forwards_stop", False)):
             while (remaining := n_trials - self._done(study)) > 0:
                 trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, remaining))]
                 batch = []

@@ -16,6 +16,9 @@ What they add to `hydra_plugins.hydra_submitit_launcher`:
   every task exports torch's rendezvous variables (submitit's `TorchDistributedEnvironment`: MASTER_ADDR is
   the job's first node, the port is derived from the job id) and becomes one rank of a data-parallel run
   (`mer.parallel.distributed`; `parallel=ddp|fsdp`). Rank 0 alone requeues the job after a time-out signal.
+- **A stopped sweep stops its local jobs.** SIGTERM or SIGINT to a sweep on the local launcher is passed on to its
+  jobs as SIGTERM: each trainer checkpoints and ends `stopped`, and the sweep exits with 143 after them (it used to
+  die at once and leave its jobs training as orphans). Launched again, it resumes them.
 - **A failed job fails only its own result.** A job that exits (sys.exit) instead of raising still leaves a
   result, and a job that dies without one (killed, out of memory) is noticed through squeue, so one bad run
   does not stop a sweep or hang it. This matters where `sacct` does not work (no accounting database).
@@ -36,10 +39,10 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from mer.signals.stop_request import STOPPED_BY_SIGNAL, requested
 
 log = logging.getLogger(__name__)
 
-STOPPED_BY_SIGNAL = 143  # mer.run's exit code after a signal-triggered checkpoint
 _SLURM_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                 "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
 
@@ -49,6 +52,10 @@ class JobLost(RuntimeError):
 
 
 class _MerSubmititLauncher(BaseSubmititLauncher):
+    forwards_stop = False
+    """Whether a stop asked of the sweep (SIGTERM/SIGINT to it) is passed on to the jobs, the sweep waiting for them
+    and exiting with 143 (the local launcher). Slurm's jobs are signalled through Slurm (`scancel --signal`)."""
+
     def __init__(self, **params: Any) -> None:
         self.poll_s = float(params.pop("poll_s", 5.0))
         self.lost_after_s = float(params.pop("lost_after_s", 120.0))
@@ -137,7 +144,10 @@ class _MerSubmititLauncher(BaseSubmititLauncher):
             job_params.append((list(job_overrides[i]), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
                                Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*job_params))
-        for i, job, result in zip(todo, jobs, self._wait(jobs)):
+        waited = self._wait(jobs)
+        if self.forwards_stop and requested() is not None:  # every job has ended: checkpointed, or finished
+            raise SystemExit(STOPPED_BY_SIGNAL)
+        for i, job, result in zip(todo, jobs, waited):
             if isinstance(result, BaseException):
                 log.error("job %s (#%d) failed: %s", job.job_id, initial_job_idx + i,
                           str(result).strip().splitlines()[-1] if str(result).strip() else type(result).__name__)
@@ -152,10 +162,19 @@ class _MerSubmititLauncher(BaseSubmititLauncher):
         return ret
 
     def _wait(self, jobs: Sequence[Any]) -> list[Any]:
-        """Each job's JobReturn, or the exception that stands for its failure."""
+        """Each job's JobReturn, or the exception that stands for its failure. A stop asked of the sweep
+        (`mer.signals.stop_request`, only where `forwards_stop`) is passed on to the jobs still running, once."""
         results: dict[int, Any] = {}
         gone_since: dict[int, float] = {}
+        forwarded = False
         while len(results) < len(jobs):
+            if self.forwards_stop and requested() is not None and not forwarded:
+                forwarded = True
+                running = [job for n, job in enumerate(jobs) if n not in results]
+                log.warning("signal %d: passed on to %d running job(s), which checkpoint and stop; the sweep ends "
+                            "after them", requested(), len(running))
+                for job in running:
+                    self._stop_job(job)
             states = self._scheduler_states([j for n, j in enumerate(jobs) if n not in results])
             for n, job in enumerate(jobs):
                 if n in results:
@@ -180,6 +199,9 @@ class _MerSubmititLauncher(BaseSubmititLauncher):
 
     def _scheduler_states(self, jobs: Sequence[Any]) -> dict[str, str | None] | None:
         return None
+
+    def _stop_job(self, job: Any) -> None:
+        """Ask a running job to checkpoint and stop (launchers that `forwards_stop`)."""
 
     def _finished_without_scheduler(self, job: Any) -> bool:
         return False
@@ -211,6 +233,15 @@ class MerSlurmLauncher(_MerSubmititLauncher):
 
 class MerLocalLauncher(_MerSubmititLauncher):
     _EXECUTOR = "local"
+    forwards_stop = True  # its jobs are this machine's processes: a SIGTERM to the sweep reaches them through it
+
+    def _stop_job(self, job: Any) -> None:
+        """SIGTERM to the job's submitit controller, which passes it on to its tasks: each trainer finishes its step,
+        checkpoints and exits with 143 (also for a Ctrl-C to the sweep: the controller would answer SIGINT by killing
+        its tasks without a checkpoint)."""
+        process = getattr(job, "_process", None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
 
     def _finished_without_scheduler(self, job: Any) -> bool:
         return job.done()

@@ -77,24 +77,31 @@ def reptile_refusal(
     reset_each_task: bool,
     budget_hint: str,
     budget_fix: str,
+    preset_fix: str | None = None,
 ) -> str:
     """Why Reptile with this `k` would never interpolate, for a setting `reptile_fires` said no to.
 
-    `budget_hint` says where the steps come from, `budget_fix` how to give every task `k` steps.
+    `budget_hint` says where the steps come from, `budget_fix` how to give every task `k` steps, `preset_fix` (if
+    any) a config that does. The first sentence says what is wrong and the first fix on its own (a sweep's table
+    shows only that sentence, `mer.rundir.refusal.headline`); the rest gives the steps and every fix.
     """
+    steps_text = ", ".join(f"{name} {n}" for name, n in zip(task_names, steps, strict=True))
+    also = f", or {preset_fix.split(' (')[0]}" if preset_fix else ""
     if reset_each_task:
         short = [name for name, n in zip(task_names, steps, strict=True) if n < k]
         fits = min(steps)
-        where = (f"with the anchor reset at every task start (reptile_reset_each_task=true) an interpolation needs "
-                 f"k={k} optimizer steps inside one task, but task(s) {', '.join(short)} have fewer")
+        first = f"task(s) {', '.join(short)} have fewer than {k} optimizer steps; k<={fits} fits{also}"
+        where = (f"With the anchor reset at every task start (reptile_reset_each_task=true) an interpolation needs "
+                 f"k={k} optimizer steps inside one task")
     else:
         fits = sum(steps)
-        where = f"the whole run has {fits} optimizer steps, fewer than k={k}"
-    steps_text = ", ".join(f"{name} {n}" for name, n in zip(task_names, steps, strict=True))
-    return (f"k={k} cannot fire: {where} (steps per task: {steps_text}; {budget_hint}). Reptile would never "
-            f"interpolate and the run would equal k=0. Fix it with k<={fits}, or {budget_fix}, or "
-            "reptile_at_task_end=true (also interpolate the last, shorter window at each task end), or k=0 to "
-            "run without Reptile")
+        first = f"the whole run has {fits} optimizer steps, fewer than k={k}; k<={fits} fits{also}"
+        where = f"Without the anchor reset an interpolation needs k={k} optimizer steps in the whole run"
+    fixes = [f"k<={fits}", budget_fix, *([preset_fix] if preset_fix else []),
+             "reptile_at_task_end=true (also interpolate the last, shorter window at each task end)",
+             "k=0 to run without Reptile"]
+    return (f"k={k} cannot fire: {first}. {where} (steps per task: {steps_text}; {budget_hint}), so Reptile would "
+            f"never interpolate and the run would equal k=0. Fix it with {', or '.join(fixes)}")
 
 
 def min_budget_tokens_for(

@@ -20,6 +20,9 @@ from mer.replay.policies import POLICIES
 from mer.trackers.config import LoggerConfig, MlflowConfig, TensorBoardConfig, WandbConfig
 
 T = TypeVar("T")
+CPU_PAPER_MIN_STEPS = 1000
+"""Optimizer steps of every task under `+experiment=cpu_paper` (conf/experiment/cpu_paper.yaml) at alpha=0, its
+fewest: a `k` up to this fires there, so a refused `k` names the preset (tests/test_bad_input.py checks the two agree)."""
 
 
 @dataclass
@@ -272,7 +275,9 @@ class RunConfig:
             per_task = any(t.budget_tokens is not None for t in self.data.tasks)
             fix = (f"data.budget_tokens>={need}" + (" for every task (the tasks' own budget_tokens too)"
                                                     if per_task else ""))
-        return reptile_refusal(self.k, names, steps, self.reptile_reset_each_task, hint, fix)
+        preset = (f"+experiment=cpu_paper (the README's CPU setting of the paper's grid: at least {CPU_PAPER_MIN_STEPS} "
+                  "steps in every task)" if self.k <= CPU_PAPER_MIN_STEPS else None)
+        return reptile_refusal(self.k, names, steps, self.reptile_reset_each_task, hint, fix, preset)
 
 
 def register_configs() -> None:

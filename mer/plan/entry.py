@@ -17,9 +17,11 @@ def print_plan(cfg: RunConfig, run_name: str) -> dict[str, Any]:
 
     plan = build_plan(cfg, run_name, measure=True)
     refusal = fit_refusal(cfg, run_name, plan)
-    print(format_plan(plan, refusal), flush=True)
     row = plan_row(plan, refusal)
-    if cfg.plan_csv is not None and HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep writes all rows at once
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return row  # a sweep prints one line per point and the totals, and writes all rows at once
+    print(format_plan(plan, refusal), flush=True)
+    if cfg.plan_csv is not None:
         from mer.plan.sweep_plan import write_csv
 
         write_csv(Path(cfg.plan_csv).expanduser(), [row])

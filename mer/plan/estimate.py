@@ -107,7 +107,7 @@ def _job_mode(cfg: RunConfig, device: Device) -> str:
 def build_plan(cfg: RunConfig, run_name: str, measure: bool = True, device: Device | None = None) -> RunPlan:
     """The plan of `cfg`'s run. `measure=False` does not time the model on a CPU: the rate is then the measured
     matmul rate, an upper bound (used by the fit check to decide cheaply whether a measurement is needed)."""
-    from mer.compute.mfu import measured_cpu_flops
+    from mer.compute.mfu import cpu_rate
     from mer.evaluation.windows import plan_windows
     from mer.model.llama import estimate_parameters
 
@@ -157,8 +157,9 @@ def build_plan(cfg: RunConfig, run_name: str, measure: bool = True, device: Devi
         rate = measured_cpu_rate(key, sizes.vocab_size, micro_rows, rates.train_per_token, cfg.optim.weight_decay,
                                  device.memory // 2)
     else:
-        peak = measured_cpu_flops()
-        rate = Rate(peak, f"upper bound: this CPU's measured fp32 matmul rate {peak / 1e9:.1f} GFLOP/s", False)
+        peak = cpu_rate()
+        rate = Rate(peak.flops_per_s, f"upper bound: the {peak.describe()}, {peak.flops_per_s / 1e9:.1f} GFLOP/s",
+                    False, peak.disturbed)
     gpu = cfg.plan_gpu or (device.name if device.kind == "cuda" else DEFAULT_PLAN_GPU)
     planned_gpu_rate = (rate if device.kind == "cuda" and cfg.plan_gpu is None
                         else gpu_rate(gpu, cfg.precision, cfg.plan_mfu, cfg.peak_flops if device.kind == "cuda" else None))
@@ -241,6 +242,7 @@ def plan_row(plan: RunPlan, refusal: str | None) -> dict[str, Any]:
         "device_memory_bytes": plan.device.memory,
         "hours_this_machine": plan.hours, "rate_flops_per_s": plan.rate.flops_per_s if plan.rate else None,
         "rate_measured": bool(plan.rate and plan.rate.measured),
+        "rate_disturbed": bool(plan.rate and plan.rate.disturbed),
         "gpu": plan.gpu, "gpu_hours": plan.gpu_hours,
         "disk_checkpoint_bytes": plan.disk.checkpoint, "disk_buffer_bytes": plan.disk.replay_buffer,
         "disk_exports_bytes": plan.disk.exports, "disk_peak_bytes": plan.disk.peak,

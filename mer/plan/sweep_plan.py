@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mer.rundir.layout import write_atomic
+from mer.rundir.refusal import headline
 
 CSV_NAME = "plan.csv"
 TOTAL_COLUMNS = ("flops_train", "flops_eval", "flops_total", "gpu_hours", "hours_this_machine",
@@ -59,7 +60,7 @@ def format_sweep_plan(rows: Sequence[dict[str, Any]], gpu_note: str) -> str:
              f"{'mem/dev GiB':>12}{'h here':>9}{'GPU-h':>9}{'disk GiB':>10}  refused"]
     for r in rows:
         if r.get("flops_total") is None:
-            lines.append(f"{r['point']:<{width}}  refused by the config check: {r['refused']}")
+            lines.append(f"{r['point']:<{width}}  refused by the config check: {headline(r['refused'])}")
             continue
         lines.append(f"{r['point']:<{width}}  {r['model']:<9}{r['steps']:>9,}{r['reptile_steps']:>9,}"
                      f"{r['flops_train']:>13.3e}{r['flops_eval']:>12.3e}{r['memory_this_job_bytes'] / 2**30:>12.2f}"
@@ -72,6 +73,11 @@ def format_sweep_plan(rows: Sequence[dict[str, Any]], gpu_note: str) -> str:
                  f"{t['flops_eval'] or 0:.3e}), {_hours(t['gpu_hours'])} GPU-hours {gpu_note}, "
                  f"{_hours(t['hours_this_machine'])} h one after another on this machine, disk {disk} "
                  f"(checkpoints x2 during writes, replay buffers, exports); {t['points_refused']} point(s) refused")
+    busy = [str(r["point"]) for r in rows if r.get("rate_disturbed")]
+    if busy:
+        lines.append(f"the machine was busy while {len(busy)} of the points were timed (other processes held the cores): "
+                     f"their hours may be too long ({', '.join(busy[:3])}{', ...' if len(busy) > 3 else ''}); plan "
+                     "again on a quieter machine")
     return "\n".join(lines)
 
 

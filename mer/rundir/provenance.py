@@ -2,7 +2,7 @@
 
 Every attempt at a run (the first launch and each resume) records the git commit of the code it ran, whether
 tracked files differed from that commit (`git_dirty`), mer's version and the exact command line
-(`sys.argv`, shell-quoted). None of it is part of the config, so a run resumed by newer code is not refused
+(`python -m <module> <arguments>` as typed, shell-quoted). None of it is part of the config, so a run resumed by newer code is not refused
 (`mer.launch.runner` compares configs only); the list of attempts shows that it happened (docs/run_directory.md).
 
 The commit is that of the checkout `mer` is imported from, and only when `mer`'s own files are tracked
@@ -53,11 +53,22 @@ def git_state(directory: Path = PACKAGE_DIR, tracked_file: str = "__init__.py") 
     return commit.strip(), (None if status is None else bool(status.strip()))
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """The command line, shell-quoted, as the user typed it: `python -m mer.run ...` for a module run with `-m`,
+    whose `sys.argv[0]` is otherwise the module's file (`.../mer/run.py`), a command nobody types; `argv` as given."""
+    if argv is not None:
+        return shlex.join(argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return shlex.join(["python", "-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]])
+    return shlex.join(sys.argv)
+
+
 def this_attempt(argv: list[str] | None = None) -> dict[str, Any]:
     """What this process is: commit, dirty, mer version, command line, working directory, host and start time."""
     commit, dirty = git_state()
     return {"git_commit": commit, "git_dirty": dirty, "mer_version": mer.__version__,
-            "command": shlex.join(sys.argv if argv is None else argv), "cwd": os.getcwd(),
+            "command": command_line(argv), "cwd": os.getcwd(),
             "host": socket.gethostname(), "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

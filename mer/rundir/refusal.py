@@ -36,3 +36,22 @@ def record_refusal(run_dir: Path, run_name: str, reason: str) -> bool:
     except RunDirLocked:
         return False
     return True
+
+
+HEADLINE_CHARS = 160
+"""At most this many characters of a reason are shown in a table's reason column (`headline`)."""
+
+
+def headline(reason: str, limit: int = HEADLINE_CHARS) -> str:
+    """The first sentence of a refusal's reason, cut at `limit` characters on a word: what a table shows.
+
+    A reason of several sentences says what is wrong and its first fix in the first one (e.g. `k=100 cannot fire:
+    task(s) ... have fewer than 100 optimizer steps; k<=49 fits, or +experiment=cpu_paper`); the whole reason stays
+    in the run's summary.json and the sweep's sweep_table.json, and was printed once when the point was refused."""
+    text = " ".join(reason.split())
+    end = text.find(". ")
+    first = text if end < 0 else text[:end]
+    if len(first) <= limit:
+        return first
+    cut = first[:limit - 3].rsplit(" ", 1)[0]
+    return cut + "..."

@@ -13,7 +13,8 @@ While a sweeper runs its points inside `SweepStop`, SIGTERM and SIGINT only reco
 - the sweeper ends with exit code 143 and a message; launched again, completed points are skipped and the
   stopped one resumes from its checkpoint.
 A second Ctrl-C aborts at once (KeyboardInterrupt). Outside a sweep nothing here is active: a single run keeps
-its own handling (docs/sweeps.md, "Stopping a sweep").
+its own handling (docs/sweeps.md, "Stopping a sweep"). With the local launcher (one process per job) the launcher
+passes the request on to its jobs as SIGTERM and the sweep exits with 143 once they have checkpointed.
 """
 
 from __future__ import annotations
@@ -47,15 +48,16 @@ def requested() -> int | None:
 class SweepStop:
     """Context manager of a sweep: SIGTERM/SIGINT record a stop request instead of killing the process.
 
-    Only for jobs that run in the sweep's own process (`in_process`, Hydra's basic launcher). With the submitit
-    launchers the jobs are other processes (or Slurm jobs) that get their own signals; the sweep process keeps
-    the default action, so that a SIGTERM to it does not wait for a whole job array."""
+    For jobs that run in the sweep's own process (`in_process`, Hydra's basic launcher), and for a launcher that
+    `forwards` the request to its jobs' processes (the local submitit launcher: it passes SIGTERM on and waits for
+    them, so that none is left training as an orphan). With Slurm the jobs get their own signals through Slurm; the
+    sweep process keeps the default action, so that a SIGTERM to it does not wait for a whole job array."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, in_process: bool = True) -> None:
+    def __init__(self, in_process: bool = True, forwards: bool = False) -> None:
         self._previous: dict[int, Any] = {}
-        self.in_process = in_process
+        self.in_process = in_process or forwards  # either way: the signals are this sweep's to handle
 
     def _handler(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and _requested is not None:

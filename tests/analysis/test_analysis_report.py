@@ -169,3 +169,57 @@ def test_results_page_is_written_from_the_runs(sweep_dir: Path, tmp_path: Path) 
     assert all(p.stat().st_size < 200_000 for p in pngs)
     assert all(f"](synthetic/{p.name})" in text for p in pngs)
     assert "## The paper's four claims" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _report_in_a_terminal(args: list[str]) -> str:
+    """`python -m analysis.report <args>` with its stderr on a pseudo-terminal, as a user sees it; all it printed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 0 columns: tqdm would draw nothing
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.report", *args], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=600) == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_i23_22_bootstrap_bar_reaches_the_end_and_is_quiet_in_a_log(tmp_path: Path) -> None:
+    """Issue 23 item 22: one seed per size (the quick sweep) gives no bootstrap interval anywhere; the bar counted
+    only refits that ran, so it sat at 0%. In a terminal it now ends at 100%; in a log (no terminal) it prints
+    nothing, where it printed its 0% line twice."""
+    sr.write_sweep(tmp_path / "sweep", [sr.Spec(m, seed=0) for m in ("m1", "m2", "m3", "m4")])
+    args = [str(tmp_path / "sweep"), "--out", str(tmp_path / "out"), "--n-boot", "40"]
+    shown = _report_in_a_terminal(args)
+    states = [part for part in shown.replace("\n", "\r").split("\r") if part.startswith("bootstrap fits")]
+    assert states and "100%" in states[-1], states
+    logged = subprocess.run([sys.executable, "-m", "analysis.report", *args], capture_output=True, text=True)
+    assert logged.returncode == 0, logged.stderr[-3000:]
+    assert "bootstrap fits" not in logged.stderr + logged.stdout
+
+
+def test_i23_22_command_column_names_the_module(tmp_path: Path) -> None:
+    """Issue 23 item 22: runs recorded `sys.argv`, whose first word is the file `.../mer/run.py` under `python -m
+    mer.run`; the report's command column shows `python -m mer.run ...` (also for such older records)."""
+    from analysis.provenance import provenance_columns
+
+    summary = {"provenance": {"git_commit": "a" * 40, "git_dirty": False,
+                              "command": "/home/u/mer/mer/run.py -m alpha=0,0.5 'data.tasks=[{name:en}]'"}}
+    assert provenance_columns(summary)["command"] == "python -m mer.run -m alpha=0,0.5 'data.tasks=[{name:en}]'"
+    summary["provenance"]["command"] = "/opt/venv/lib/python3.12/site-packages/mer/data/prepare.py data.x=1"
+    assert provenance_columns(summary)["command"] == "python -m mer.data.prepare data.x=1"
+    summary["provenance"]["command"] = "python -m mer.run k=0"  # already a module: unchanged
+    assert provenance_columns(summary)["command"] == "python -m mer.run k=0"
