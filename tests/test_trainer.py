@@ -167,3 +167,46 @@ def test_copied_and_referenced_replay_train_identically(small_bible, tmp_path):
                                     buffer=BufferConfig(storage="copy")))
     assert copied["loss_matrix"] == referenced["loss_matrix"]
     assert (tmp_path / "copy" / "run" / "buffer").is_dir()
+
+
+def test_the_step_never_reads_its_own_loss_on_the_host(small_bible, tmp_path, monkeypatch):
+    """No host wait in the step (#22): reading a loss computed on a GPU makes the host wait for the whole step, so
+    a step reads one loss, the previous step's (for the NaN/inf check), and never its own; fit() reads the current
+    one only where something is written (a log line, an evaluation, a checkpoint). Counted on CPU by the values
+    that any tensor read returns while each step runs."""
+    import torch
+
+    from mer.data.stream import TaskSequence
+
+    data_cfg, prepared = small_bible
+    cfg = tiny_run_config(data_cfg, tmp_path)
+    sequence = TaskSequence(prepared.shards[:2], cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, [2048, 2048])
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), tmp_path / "run")
+    reads: dict[int, list[float]] = {}
+    step = {"now": 0}
+    for name in ("item", "tolist", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            value = _original(self, *args, **kwargs)
+            flat = value if isinstance(value, list) else [value]
+            reads.setdefault(step["now"], []).extend(v for v in flat if isinstance(v, float))
+            return value
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    losses = []
+    for now in range(1, 7):
+        step["now"] = now
+        loss, _, _ = trainer.train_step(sequence.tasks[0])
+        trainer.position.step += 1
+        losses.append(loss)
+    step["now"] = 0
+    monkeypatch.undo()
+    values = [float(loss) for loss in losses]
+    assert len(set(values)) == len(values)  # distinct, so a read value names its step
+    for now, value in enumerate(values, start=1):
+        assert value not in reads.get(now, []), f"step {now} read its own loss on the host"
+        if now > 1:
+            assert reads[now].count(values[now - 2]) == 1, f"step {now} did not check step {now - 1}'s loss"
+    assert trainer.read_loss() == values[-1] and trainer.read_loss() is None  # read once, where fit() needs it

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,11 +14,26 @@ import torch
 from mer.compute.flops import FlopCounter
 from mer.config.run_config import RunConfig
 from mer.parallel.distributed import Distributed
+from mer.parallel.sharding import check_parallel
 
 if TYPE_CHECKING:  # imported only where eval.downstream is on (mer.training.trainer)
     from mer.training.downstream_live import LiveDownstream
 
 log = logging.getLogger(__name__)
+
+
+def live_downstream(cfg: RunConfig, dist: Distributed, run_dir: Path, tokenizer_dir: Path | None,
+                    task_folders: Sequence[Path]) -> LiveDownstream | None:
+    """What scores the live model at task boundaries (eval.downstream), None when off; refused under FSDP."""
+    if not cfg.eval.downstream:
+        return None
+    if check_parallel(cfg.parallel, dist.device, dist.world_size, cfg.fsdp_on_cpu):
+        raise ValueError("eval.downstream scores the model on rank 0 alone, which a sharded model "
+                         "(parallel=fsdp) cannot do: train with export_each_task=true and score the "
+                         "exported models afterwards with `python -m mer.downstream RUN_DIR --tasks ...`")
+    from mer.training.downstream_live import LiveDownstream
+
+    return LiveDownstream(cfg, run_dir, tokenizer_dir, task_folders)  # checks the task names
 
 
 def export_task_model(model: torch.nn.Module, cfg: RunConfig, run_dir: Path, tokenizer_dir: Path | None,

@@ -5,24 +5,15 @@ forward/backward (micro-batches) -> clip -> AdamW with the scheduled LR -> add t
 buffer -> every k steps a Reptile interpolation -> count FLOPs -> evaluate / log / checkpoint.
 Resume is the default path: `fit()` first loads the run directory's checkpoint if there is one.
 
-Data parallelism (W processes, `mer.parallel.distributed`): every rank builds the same GLOBAL plan of the
-step's B rows (block ids only): the new ids from the shared stream position, then the replayed ones
-from the replay sampler, which is seeded identically on every rank and fed the same global block ids,
-so all buffers hold the same blocks and draw the same rows. Rank r then reads and trains rows
-[r*B/W, (r+1)*B/W) of that plan, and DDP averages the gradients: W processes of B/W rows take the
-step one process of B rows takes (up to float summation order), whatever alpha is. Weights, optimizer
-state and Reptile anchors stay identical on all ranks; rank 0 alone writes the run directory, and its
-checkpoint restores every rank.
-
-With `parallel=fsdp` (`mer.parallel.sharding`) the same plan and rows apply, but the model, optimizer state and
-Reptile anchor are sharded over the ranks instead of replicated, and every rank writes its shards
-into the checkpoint.
-"""
+Data parallelism (W processes, `mer.parallel.distributed`): every rank builds the same GLOBAL plan of the step's
+B rows and trains its B/W of them (`mer.training.step_batch`); DDP averages the gradients, so W processes take
+the step one process of B rows takes (up to float summation order). Weights, optimizer state and Reptile
+anchors stay identical on all ranks (sharded over them with `parallel=fsdp`, `mer.parallel.sharding`); rank 0
+alone writes the run directory, and its checkpoint restores every rank."""
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -48,9 +39,10 @@ from mer.rundir.checkpoint import find_checkpoint, load_checkpoint
 from mer.rundir.layout import MetricsLog
 from mer.signals import stop_request
 from mer.training import task_boundary
-from mer.training.checkpoint_writer import write_checkpoint
+from mer.training.checkpointing import check_same_layout, write_checkpoint
 from mer.training.held_out import held_out_losses
 from mer.training.model_setup import build_training_model, wrap_for_training
+from mer.training.pending_loss import NonFiniteLoss, PendingLoss
 from mer.training.position import Position, rng_state, set_rng_state
 from mer.training.progress import Progress
 from mer.training.step_batch import assemble_batch
@@ -86,15 +78,9 @@ class Trainer:
         self.dist, self.device = dist, dist.device
         # eval.grad_alignment with a sharded model is refused before the model is built (mer.evaluation.grad_alignment).
         check_grad_alignment(cfg, check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu))
-        self.downstream = None  # scores the live model at task boundaries (eval.downstream)
-        if cfg.eval.downstream:  # first: an unknown task name is refused before the model is even built
-            if check_parallel(cfg.parallel, self.device, dist.world_size, cfg.fsdp_on_cpu):
-                raise ValueError("eval.downstream scores the model on rank 0 alone, which a sharded model "
-                                 "(parallel=fsdp) cannot do: train with export_each_task=true and score the "
-                                 "exported models afterwards with `python -m mer.downstream RUN_DIR --tasks ...`")
-            from mer.training.downstream_live import LiveDownstream
-
-            self.downstream = LiveDownstream(cfg, run_dir, tokenizer_dir, task_folders)  # checks the task names
+        # eval.downstream scores the live model at task boundaries; first, so that an unknown task name is refused
+        # before the model is even built.
+        self.downstream = task_boundary.live_downstream(cfg, dist, run_dir, tokenizer_dir, task_folders)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         # The fp32 module (built or loaded on its device, sharded under FSDP before the optimizer and Reptile,
@@ -132,6 +118,7 @@ class Trainer:
         self.peak_flops, self.peak_source = (device_peak_flops(self.device, cfg.precision, cfg.peak_flops)
                                              if dist.is_main else (None, ""))
         self.mfu_meter = MfuMeter(self.peak_flops, dist.world_size)
+        self.pending_loss = PendingLoss(self.device)  # the last step's loss, read without a host wait
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -152,14 +139,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict, directory: Path | None = None) -> None:
         """Restore `state` (from `state_dict`); under FSDP also the shards saved in `directory`."""
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != self.dist.world_size:
-            raise ValueError(f"the checkpoint was written by {saved_world} processes, this job has "
-                             f"{self.dist.world_size}; resume with the same number of processes")
-        if bool(state.get("sharded", False)) != self.sharded:
-            was, now = ("fsdp", "ddp") if state.get("sharded") else ("ddp", "fsdp")
-            raise ValueError(f"the checkpoint was written with parallel={was} and this job uses parallel={now}: "
-                             f"resume with parallel={was}")
+        check_same_layout(state, self.dist.world_size, self.sharded)
         self.reptile.load_state_dict(state["reptile"])
         if self.sharded:
             assert directory is not None, "a sharded checkpoint needs its directory"
@@ -180,7 +160,7 @@ class Trainer:
             self.metrics.truncate(state.get("metrics") or int(state["metrics_bytes"]))
 
     def save(self) -> None:
-        """Write the checkpoint (`mer.training.checkpoint_writer`): rank 0's state, every rank's shards under FSDP."""
+        """Write the checkpoint (`mer.training.checkpointing`): rank 0's state, every rank's shards under FSDP."""
         started = time.perf_counter()
         sharded = (self.model, self.optimizer, self.reptile.anchor) if self.sharded else None
         write_checkpoint(self.run_dir, self.dist, self.position.step, self.state_dict, sharded)
@@ -209,16 +189,22 @@ class Trainer:
                 if pos.task_step == 0 and pos.task_index > 0 and cfg.reptile_reset_each_task:
                     self.reptile.reset_anchor(pos.step)
                 while pos.task_step < task.steps:
-                    loss, n_new, n_replay = self.train_step(task)
+                    self.train_step(task)
                     pos.step, pos.task_step = pos.step + 1, pos.task_step + 1
                     if self.reptile.maybe_step(pos.step):  # same weights on every rank: same interpolation
                         self.flops.add_reptile_step()
                     pos.wall_time = time.perf_counter() - started
+                    # Before anything is written (a log line, an evaluation, a checkpoint) the step's loss is read
+                    # and checked; otherwise the next step reads it, and the host runs ahead of the GPU.
+                    if (pos.step % cfg.log_every == 0 or pos.step % cfg.eval.every == 0 or self._stop_agreed
+                            or pos.step % cfg.checkpoint_every == 0 or pos.task_step == task.steps):
+                        self.read_loss()
                     if progress is not None:
-                        progress.update(pos.step, task.name, loss, self.flops.tokens_new + self.flops.tokens_replay,
-                                        self.mfu_meter.last, self.downstream.note if self.downstream is not None else "")
+                        progress.update(pos.step, task.name, self.pending_loss.last, self.flops.tokens_new
+                                        + self.flops.tokens_replay, self.mfu_meter.last,
+                                        self.downstream.note if self.downstream is not None else "")
                         if pos.step % cfg.log_every == 0:
-                            self._log_train(loss, progress.tokens_per_s())
+                            self._log_train(self.pending_loss.last, progress.tokens_per_s())
                     if pos.step % cfg.eval.every == 0 and pos.task_step < task.steps:
                         self.evaluate(boundary=False)
                     # A signal may reach the ranks between different steps: stop after the step where ANY rank
@@ -248,9 +234,9 @@ class Trainer:
             if progress is not None:
                 progress.close()
 
-    def train_step(self, task) -> tuple[float, int, int]:
+    def train_step(self, task) -> tuple[torch.Tensor, int, int]:
         """One optimizer step on `round((1-alpha)*B)` new blocks plus replayed ones (B summed over ranks);
-        returns the mean loss over the global batch and its new and replayed row counts."""
+        returns the mean loss over the global batch (on the device, unread) and its new and replayed row counts."""
         cfg, index, dist = self.cfg, self.position.task_index, self.dist
         step_started = time.perf_counter()
         # The global plan, identical on every rank: B rows [new block ids | replay draw (shared sampler)].
@@ -274,18 +260,21 @@ class Trainer:
                     loss = F.cross_entropy(logits.float().flatten(0, 1), micro[:, 1:].flatten())
                 (loss / cfg.optim.grad_accum).backward()
             loss_sum += loss.detach().double() / cfg.optim.grad_accum
-        # One all-reduce and one wait for the GPU per step carry both the global mean loss (every rank has as
-        # many rows and tokens, so the mean of the rank means; a NaN anywhere makes it NaN everywhere, so all
-        # ranks stop together) and whether any rank has a stop signal (so that all stop after the same step).
-        reduced = torch.zeros(2, dtype=torch.float64, device=self.device)
-        reduced[0] = loss_sum
-        if self._stop_signal is not None or stop_request.requested() is not None:  # this run's, or its sweep's
-            reduced[1] = 1.0  # a fill on the device: no host-to-device copy that would wait for the GPU
-        loss_total, stops = dist.sum(reduced).tolist()
-        total_loss, self._stop_agreed = loss_total / dist.world_size, stops > 0
-        if not math.isfinite(total_loss):
-            raise TrainingStopped(f"the loss is {total_loss} at step {self.position.step + 1}; stopped without "
-                                  "saving, the last good checkpoint is intact; lower optim.lr or check the data")
+        # The loss stays on the device (`mer.training.pending_loss`): the check of the previous step's runs here,
+        # once this step is queued, so the host never waits for the GPU in the step. With several ranks one
+        # all-reduce carries the global mean loss (equal rows and tokens per rank: the mean of the rank means; a
+        # NaN anywhere is NaN everywhere, so all ranks stop together) and whether any rank has a stop signal
+        # (so all stop after the same step), which is read at once.
+        stop_here = self._stop_signal is not None or stop_request.requested() is not None  # this run's, or sweep's
+        loss_total, self._stop_agreed = loss_sum, stop_here
+        if dist.enabled:
+            reduced = torch.zeros(2, dtype=torch.float64, device=self.device)
+            reduced[0] = loss_sum
+            if stop_here:
+                reduced[1] = 1.0  # a fill on the device: no host-to-device copy that would wait for the GPU
+            summed = dist.sum(reduced)
+            loss_total, self._stop_agreed = summed[0] / dist.world_size, bool(summed[1].item() > 0)
+        self.read_loss()
         if cfg.optim.grad_clip > 0:  # gradients are already averaged: the same norm on every rank
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
@@ -294,7 +283,16 @@ class Trainer:
         seq_len = cfg.model.seq_len
         self.flops.add_train_step(step_batch.n_new * seq_len, step_batch.n_replay * seq_len)
         self._last_lr = lr
-        return total_loss, step_batch.n_new, step_batch.n_replay
+        self.pending_loss.put(self.position.step + 1, loss_total)
+        return loss_total, step_batch.n_new, step_batch.n_replay
+
+    def read_loss(self) -> float | None:
+        """The loss of the last step not read yet (None if none); a NaN or inf stops training unsaved."""
+        try:
+            return self.pending_loss.take()
+        except NonFiniteLoss as bad:
+            raise TrainingStopped(f"{bad}; stopped without saving, the last good checkpoint is intact; lower "
+                                  "optim.lr or check the data") from None
 
     @torch.no_grad()  # not inference_mode: FSDP's unsharded parameters must stay usable by training
     def evaluate(self, boundary: bool) -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""Writing the trainer's checkpoint: rank 0's `state.pt` and manifest, and under FSDP every rank's shards,
-published by one rename once all of them are on disk (`mer.rundir.checkpoint`)."""
+"""The trainer's checkpoint: written as rank 0's `state.pt` and manifest, and under FSDP every rank's shards,
+published by one rename once all of them are on disk (`mer.rundir.checkpoint`); refused on load when it was
+written by another number of processes or parallelism mode."""
 
 from __future__ import annotations
 
@@ -32,3 +33,15 @@ def write_checkpoint(run_dir: Path, dist: Distributed, step: int, state_dict: Ca
         write_manifest(tmp, state["metrics"], step)
         commit_checkpoint(run_dir)
     dist.barrier()
+
+
+def check_same_layout(state: dict, world_size: int, sharded: bool) -> None:
+    """Refuse a checkpoint written by another number of processes, or with the other of ddp and fsdp."""
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world_size:
+        raise ValueError(f"the checkpoint was written by {saved_world} processes, this job has {world_size}; "
+                         "resume with the same number of processes")
+    if bool(state.get("sharded", False)) != sharded:
+        was, now = ("fsdp", "ddp") if state.get("sharded") else ("ddp", "fsdp")
+        raise ValueError(f"the checkpoint was written with parallel={was} and this job uses parallel={now}: "
+                         f"resume with parallel={was}")
