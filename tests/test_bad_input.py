@@ -855,6 +855,42 @@ def test_the_command_line_prints_one_message_and_exits_2(module, args, expected,
     assert_unchanged(before, snapshot(runs, data))
 
 
+# Issue 23's command lines: (id naming the item, args, what the one line says). EXPERIMENTS are written into a
+# folder on Hydra's search path, as a user's own experiment files are.
+EXPERIMENTS = {"typo": "# @package _global_\noptim:\n  lrr: 0.1\n",
+               "tabs": "# @package _global_\noptim:\n\tlr: 0.1\n",
+               "broken": "# @package _global_\noptim: [lr: 0.1\n"}
+I23_CLI_CASES = [
+    ("i23_19_group_given_a_number", ["model=560"], "model=560 is not a config name of the group 'model'"),
+    ("i23_19_group_sweep_given_a_number", ["-m", "plan=true", "model=cpu-0.5m,560"], "Did you mean model=560m?"),
+    ("i23_19_integer_given_a_word", ["k=abc"], "Error merging override k=abc: Value 'abc' of type 'str' could not"),
+    ("i23_19_integer_sweep_given_a_word", ["-m", "plan=true", "k=0,abc"], "override k=abc: Value 'abc'"),
+    ("i23_15_seed_float", ["seed=1.5"], "override seed=1.5: Value '1.5' of type 'float' could not be converted"),
+    ("i23_15_budget_in_e_notation", ["data.budget_tokens=1e4"], "write it as an integer: data.budget_tokens=10000"),
+    ("i23_15_unknown_key_in_an_experiment_file", ["+experiment=typo"],
+     "unknown config key 'optim.lrr' in experiment/typo.yaml. Did you mean 'optim.lr'?"),
+    ("i23_14_tab_indented_experiment_file", ["+experiment=tabs"], "tabs.yaml:3:1: not valid YAML"),
+    ("i23_14_malformed_experiment_file", ["+experiment=broken"], "broken.yaml:3:1: not valid YAML"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "expected"), [c[1:] for c in I23_CLI_CASES], ids=[c[0] for c in I23_CLI_CASES])
+def test_issue_23_command_lines_print_one_line_and_exit_2(args, expected, written, tmp_path):
+    runs, data = written
+    experiments = tmp_path / "search_path" / "experiment"
+    experiments.mkdir(parents=True)
+    for name, text in EXPERIMENTS.items():
+        (experiments / f"{name}.yaml").write_text(text)
+    before = snapshot(runs, data)
+    proc = run_cli("mer.run", [*args, f"data.data_dir={data}", f"runs_dir={runs}",
+                               f"hydra.searchpath=[file://{experiments.parent}]", f"hydra.sweep.dir={tmp_path / 'sw'}"])
+    output = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(output) == 1, output
+    assert expected in output[0], output
+    assert_unchanged(before, snapshot(runs, data))
+
+
 def _small_run_args(small_bible_cfg, data: Path, runs: Path, run_name: str) -> list[str]:
     """`python -m mer.run` overrides of a tiny two-task run on (a copy of) the small Bible cache."""
     tasks = ",".join(f"{{name:{t.name},max_train_documents:{t.max_train_documents}}}"
