@@ -17,7 +17,6 @@ Exit status: 0 when a report was written from at least one run, 1 when no run wa
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import traceback
@@ -53,6 +52,7 @@ from analysis.problems import group_problems
 from analysis.provenance import mixed_code_warning, provenance_table
 from analysis.report_contents import Report
 from analysis.results_page import write_results_page
+from mer.rundir.layout import strict_dumps
 
 
 def build_report(
@@ -114,7 +114,7 @@ def build_report(
             rep.problems += probs
     with _stage(rep, "writing fits.json"):
         path = out / "fits.json"
-        path.write_text(json.dumps({
+        path.write_text(strict_dumps({
             "task_sequence": rep.sequence,
             "fits": [fit_summary(f) for f in rep.fits],
             "comparisons": [c.to_dict() for c in rep.comparisons],

@@ -77,7 +77,8 @@ def bench_bpe(corpora: list, rounds: int, scratch: Path) -> dict:
 def _tokenize_only(documents: list[str], tokenizer) -> int:
     n = 0
     for batch in _batches(documents, 256):
-        n += sum(len(ids) + 1 for ids in tokenizer(batch, add_special_tokens=False)["input_ids"])
+        encoded = tokenizer([piece for piece, _ in batch], add_special_tokens=False)["input_ids"]
+        n += sum(len(ids) + last for ids, (_, last) in zip(encoded, batch, strict=True))
     return n
 
 

@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mer.config.run_config import RunConfig, register_configs, to_dataclass
+from mer.config.run_name import run_name_problem
 from mer.config.usage_errors import run_hydra_main
 from mer.rundir.layout import run_name_from_overrides
 from mer.rundir.refusal import RunRefused, record_refusal
@@ -68,7 +69,7 @@ def main(cfg: DictConfig) -> dict:
     from mer.files.atomic import DiskFull
     from mer.launch.runner import RunConfigMismatch, run_training
     from mer.rundir.integrity import RunDirectoryDamaged
-    from mer.rundir.lock import RunDirLocked, RunDirLockUnsupported
+    from mer.rundir.lock import RunDirLocked, RunDirLockUnsupported, RunDirUnusable
     from mer.training.trainer import TrainingStopped
 
     if stop_request.requested() is not None:  # the sweep was asked to stop before this job began: start nothing
@@ -77,7 +78,7 @@ def main(cfg: DictConfig) -> dict:
     try:
         summary = run_training(run_cfg, name, resolved)
     except (DataError, RunConfigMismatch, TrainingStopped, HarnessError, RunDirectoryDamaged, RunDirLocked,
-            RunDirLockUnsupported, DiskFull) as error:
+            RunDirLockUnsupported, RunDirUnusable, DiskFull) as error:
         log.error("%s", error)
         if isinstance(error, TrainingStopped) and "signal" in str(error):
             sys.exit(143)  # checkpointed: the launcher requeues, the sweep stops (resumed when launched again)
@@ -101,6 +102,8 @@ def refuse(cfg: DictConfig, name: str, reason: str, multirun: bool) -> NoReturn:
     log.error("refused: %s", reason)
     if cfg.get("plan"):
         raise RunRefused(reason)  # a plan writes no run directory, not even a refusal
+    if run_name_problem(name) is not None:  # the refused run_name itself: recording it would write outside runs_dir
+        raise RunRefused(reason)
     run_dir = Path(str(cfg.runs_dir)).expanduser() / name
     if not record_refusal(run_dir, name, reason):
         log.warning("%s already holds a run's summary.json, or a live run owns it; the refusal is not recorded there",

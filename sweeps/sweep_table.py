@@ -10,12 +10,11 @@ lost by Slurm) is "failed" with the last line of its error. Saved as `<sweep dir
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mer.rundir.layout import write_atomic
+from mer.rundir.layout import strict_dumps, write_atomic
 from sweeps.status import count_states, format_status, sweep_status
 
 TABLE_NAME = "sweep_table"
@@ -60,7 +59,7 @@ def write_table(sweep_dir: Path, result: dict[str, Any]) -> tuple[Path, str]:
     text = format_status(result)
     path = Path(sweep_dir) / f"{TABLE_NAME}.txt"
     write_atomic(path, text + "\n")
-    write_atomic(path.with_suffix(".json"), json.dumps(result, indent=2))
+    write_atomic(path.with_suffix(".json"), strict_dumps(result, indent=2))
     return path, text
 
 

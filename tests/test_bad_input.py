@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,6 +204,38 @@ def test_bad_config_is_refused_with_the_key_named(overrides, expected, written):
     assert_unchanged(before, snapshot(runs, data))
 
 
+# Issue 23's configs: (id naming the item, overrides, what the message must say).
+I23_CONFIG_CASES = [
+    ("i23_04_run_name_escape", ["run_name=../../x"], ["run_name='../../x' holds '/'", "runs_dir=<folder>"]),
+    ("i23_04_run_name_absolute", ["run_name=/tmp/x"], ["run_name='/tmp/x' holds '/'"]),
+    ("i23_04_run_name_parent", ["run_name=.."], ["run_name='..' would not name a folder inside runs_dir"]),
+    ("i23_04_run_name_backslash", ["run_name=a\\b"], ["holds '\\\\'"]),
+    ("i23_14_encoding_unknown", ["data.tasks=[{name:en,source:files,train_files:[a.txt],encoding:utf-99}]"],
+     ["data.tasks[en].encoding='utf-99' is not a text encoding"]),
+    ("i23_14_threads_above_the_cpus", ["threads=100000"], ["threads=100000 is more than the", "use at most threads="]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [c[1:] for c in I23_CONFIG_CASES], ids=[c[0] for c in I23_CONFIG_CASES])
+def test_issue_23_configs_are_refused_with_the_key_named(overrides, expected, written):
+    runs, data = written
+    before = snapshot(runs, data)
+    message = config_refusal([f"runs_dir={runs}", f"data.data_dir={data}", *overrides])
+    for part in expected:
+        assert part in message, message
+    assert_unchanged(before, snapshot(runs, data))
+
+
+@pytest.mark.slow
+def test_i23_04_a_refused_run_name_is_not_recorded_outside_the_runs_folder(tmp_path):
+    """A multirun point refused for its run_name records nothing: its refusal record would land outside runs_dir."""
+    runs = tmp_path / "sweep" / "runs"
+    runs.mkdir(parents=True)
+    proc = run_cli("mer.run", ["-m", f"runs_dir={runs}", "run_name=../../escaped", "hydra.sweep.dir=" + str(tmp_path / "hs")])
+    assert "run_name='../../escaped' holds '/'" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "escaped").exists() and not list(runs.iterdir())
+
+
 @pytest.mark.parametrize("overrides", [["+sweep=paper_grid"], ["+experiment=cpu_paper"],
                                        ["+sweep=replay_vs_scale_quick"], ["+sweep=optuna_mer"]])
 def test_config_group_appends_stay_valid(overrides):
@@ -259,6 +292,14 @@ def _bad_corpus(tmp: Path, case: str) -> tuple[dict, list[str]]:
         path = tmp / "other.jsonl"
         path.write_text('{"body": "text under another name"}\n')
         return {"train_files": [str(path)]}, [f"{path}:1", "no field 'text'"]
+    if case == "i23_06_jsonl_text_not_a_string":
+        path = tmp / "typed.jsonl"
+        path.write_text('{"text": "fine"}\n{"text": ["a", "list"]}\n{"text": "fine too"}\n')
+        return {"train_files": [str(path)]}, [f"{path}:2", "field 'text' holds list", "not a string"]
+    if case == "i23_06_jsonl_text_null":
+        path = tmp / "null.jsonl"
+        path.write_text('{"text": "fine"}\n{"text": null}\n')
+        return {"train_files": [str(path)]}, [f"{path}:2", "field 'text' holds NoneType"]
     if case == "truncated gzip":
         path = tmp / "cut.txt.gz"
         path.write_bytes(gzip.compress(good.read_bytes())[:60])
@@ -288,7 +329,7 @@ def _bad_corpus(tmp: Path, case: str) -> tuple[dict, list[str]]:
 CORPUS_CASES = ["missing train file", "empty folder", "glob matching nothing", "dangling symlink",
                 "unknown file type", "missing val file", "invalid JSON line", "JSONL without the text field",
                 "truncated gzip", "not UTF-8", "corrupt Parquet", "Parquet without the text column",
-                "empty validation file"]
+                "empty validation file", "i23_06_jsonl_text_not_a_string", "i23_06_jsonl_text_null"]
 
 
 @pytest.mark.parametrize("case", CORPUS_CASES)
@@ -616,6 +657,112 @@ def test_a_run_directory_with_another_alpha_is_refused_naming_the_change(damaged
     assert_unchanged(before, snapshot(run.parent, data))
 
 
+def _another_model_size(run: Path) -> None:
+    """Replace the run's checkpoint by one of a wider model, with its own valid manifest (as if copied in)."""
+    import torch
+
+    from mer.rundir.checkpoint_integrity import read_manifest, write_manifest
+
+    checkpoint = run / "checkpoint"
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    state["model"] = {name: torch.zeros([2 * n for n in tensor.shape]) for name, tensor in state["model"].items()}
+    torch.save(state, checkpoint / "state.pt")
+    manifest = read_manifest(checkpoint)
+    write_manifest(checkpoint, manifest["metrics"], manifest.get("step", 0))
+
+
+def _damage_run_i23(cfg, run: Path, case: str) -> tuple[Any, Path, list[str]]:
+    """Issue 23's run directories: (the config to launch, the path the message must name, what else it says)."""
+    import dataclasses
+
+    if case == "i23_01_config_json_deleted":
+        (run / "config.json").unlink()
+        return dataclasses.replace(cfg, alpha=0.5), run / "config.json", ["is missing", "python -m mer.start_over"]
+    if case == "i23_01_config_json_truncated":
+        with open(run / "config.json", "r+b") as handle:
+            handle.truncate(10)
+        return dataclasses.replace(cfg, alpha=0.5), run / "config.json", ["is unreadable", "python -m mer.start_over"]
+    if case == "i23_01_config_json_not_an_object":
+        (run / "config.json").write_text("[1, 2]")
+        return cfg, run / "config.json", ["is not an object"]
+    if case == "i23_14_checkpoint_replaced_by_a_file":
+        import shutil
+
+        shutil.rmtree(run / "checkpoint")
+        (run / "checkpoint").write_text("not a checkpoint")
+        return cfg, run / "checkpoint", ["is not a folder", "python -m mer.start_over"]
+    if case == "i23_14_checkpoint_of_another_model_size":
+        _another_model_size(run)
+        return cfg, run / "checkpoint" / "state.pt", ["holds a model of", "the checkpoint belongs to another model"]
+    if case == "i23_14_run_lock_is_a_folder":
+        (run / "run.lock").mkdir()
+        return cfg, run / "run.lock", ["must be a file (the run's lock): remove that folder"]
+    raise AssertionError(case)
+
+
+I23_RUN_CASES = ["i23_01_config_json_deleted", "i23_01_config_json_truncated", "i23_01_config_json_not_an_object",
+                 "i23_14_checkpoint_replaced_by_a_file", "i23_14_checkpoint_of_another_model_size",
+                 "i23_14_run_lock_is_a_folder"]
+
+
+@pytest.mark.parametrize("case", I23_RUN_CASES)
+def test_issue_23_run_directories_are_refused_untouched(case, damaged_copy):
+    """A relaunch into a run directory whose recorded config, checkpoint or lock cannot be used: refused with the
+    path named, before anything is written (the summary keeps its status, metrics.jsonl is not set aside)."""
+    from mer.launch.runner import RunConfigMismatch
+    from mer.rundir.integrity import RunDirectoryDamaged
+    from mer.rundir.lock import RunDirUnusable
+
+    cfg, run, data = damaged_copy
+    cfg, named, expected = _damage_run_i23(cfg, run, case)
+    before = snapshot(run.parent, data)
+    message = _refusal_of(cfg, "run", RunDirectoryDamaged, RunConfigMismatch, RunDirUnusable)
+    assert str(named) in message, message
+    for part in expected:
+        assert part in message, message
+    assert_unchanged(before, snapshot(run.parent, data))
+
+
+@pytest.mark.parametrize("case", ["i23_01_config_json_deleted", "i23_14_checkpoint_replaced_by_a_file"])
+def test_issue_23_start_over_fixes_the_refused_run_directory(case, damaged_copy):
+    """The fix the refusal names works: after `python -m mer.start_over` the same launch trains from step 0."""
+    import subprocess
+
+    from mer.launch.runner import run_training
+
+    cfg, run, data = damaged_copy
+    cfg, _, _ = _damage_run_i23(cfg, run, case)
+    done = subprocess.run([sys.executable, "-m", "mer.start_over", str(run)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = run_training(cfg, "run", _resolved(cfg))
+    assert summary["status"] == "completed"
+    assert json.loads((run / "config.json").read_text())["alpha"] == cfg.alpha
+
+
+@pytest.mark.parametrize("case", ["i23_14_runs_dir_is_a_file", "i23_14_data_dir_is_a_file"])
+def test_issue_23_a_runs_or_data_folder_that_is_a_file_is_refused(case, damaged_copy, tmp_path):
+    import dataclasses
+
+    from mer.data.corpus import DataError
+    from mer.rundir.lock import RunDirUnusable
+
+    cfg, run, data = damaged_copy
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    if case == "i23_14_runs_dir_is_a_file":
+        cfg = dataclasses.replace(cfg, runs_dir=str(blocker))
+        expected = [str(blocker), "runs_dir must be a folder this process can write"]
+    else:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(blocker)))
+        expected = [f"data.data_dir={blocker} is not a folder", "MER_DATA_DIR"]
+    before = snapshot(run.parent, data, blocker)
+    message = _refusal_of(cfg, "new", DataError, RunDirUnusable)
+    for part in expected:
+        assert part in message, message
+    assert_unchanged(before, snapshot(run.parent, data, blocker))
+
+
 def test_a_run_directory_locked_by_a_live_process_is_refused_naming_its_pid(damaged_copy):
     """Another process (a real one) holds the run directory's lock: the relaunch is refused naming it."""
     from mer.rundir.lock import RunDirLocked
@@ -706,6 +853,42 @@ def test_the_command_line_prints_one_message_and_exits_2(module, args, expected,
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert expected in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout and "HYDRA_FULL_ERROR" not in proc.stderr, proc.stderr
+    assert_unchanged(before, snapshot(runs, data))
+
+
+# Issue 23's command lines: (id naming the item, args, what the one line says). EXPERIMENTS are written into a
+# folder on Hydra's search path, as a user's own experiment files are.
+EXPERIMENTS = {"typo": "# @package _global_\noptim:\n  lrr: 0.1\n",
+               "tabs": "# @package _global_\noptim:\n\tlr: 0.1\n",
+               "broken": "# @package _global_\noptim: [lr: 0.1\n"}
+I23_CLI_CASES = [
+    ("i23_19_group_given_a_number", ["model=560"], "model=560 is not a config name of the group 'model'"),
+    ("i23_19_group_sweep_given_a_number", ["-m", "plan=true", "model=cpu-0.5m,560"], "Did you mean model=560m?"),
+    ("i23_19_integer_given_a_word", ["k=abc"], "Error merging override k=abc: Value 'abc' of type 'str' could not"),
+    ("i23_19_integer_sweep_given_a_word", ["-m", "plan=true", "k=0,abc"], "override k=abc: Value 'abc'"),
+    ("i23_15_seed_float", ["seed=1.5"], "override seed=1.5: Value '1.5' of type 'float' could not be converted"),
+    ("i23_15_budget_in_e_notation", ["data.budget_tokens=1e4"], "write it as an integer: data.budget_tokens=10000"),
+    ("i23_15_unknown_key_in_an_experiment_file", ["+experiment=typo"],
+     "unknown config key 'optim.lrr' in experiment/typo.yaml. Did you mean 'optim.lr'?"),
+    ("i23_14_tab_indented_experiment_file", ["+experiment=tabs"], "tabs.yaml:3:1: not valid YAML"),
+    ("i23_14_malformed_experiment_file", ["+experiment=broken"], "broken.yaml:3:1: not valid YAML"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "expected"), [c[1:] for c in I23_CLI_CASES], ids=[c[0] for c in I23_CLI_CASES])
+def test_issue_23_command_lines_print_one_line_and_exit_2(args, expected, written, tmp_path):
+    runs, data = written
+    experiments = tmp_path / "search_path" / "experiment"
+    experiments.mkdir(parents=True)
+    for name, text in EXPERIMENTS.items():
+        (experiments / f"{name}.yaml").write_text(text)
+    before = snapshot(runs, data)
+    proc = run_cli("mer.run", [*args, f"data.data_dir={data}", f"runs_dir={runs}",
+                               f"hydra.searchpath=[file://{experiments.parent}]", f"hydra.sweep.dir={tmp_path / 'sw'}"])
+    output = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(output) == 1, output
+    assert expected in output[0], output
     assert_unchanged(before, snapshot(runs, data))
 
 
@@ -983,3 +1166,104 @@ I23_SLOW_CASES = [
 @pytest.mark.parametrize("case", I23_SLOW_CASES)
 def test_issue_23_newcomer_commands(case, tmp_path, request):
     case(tmp_path, request)
+
+
+def _refuse_nan(constant: str) -> None:
+    raise ValueError(f"not JSON: {constant}")
+
+
+def _strictly_parsed(path: Path) -> int:
+    """Parse every JSON / JSONL file under `path` refusing NaN and Infinity; returns how many were read."""
+    read = 0
+    for file in sorted(path.rglob("*")):
+        if not file.is_file() or "discarded" in file.name:
+            continue
+        if file.suffix == ".json":
+            json.loads(file.read_text(), parse_constant=_refuse_nan)
+        elif file.suffix == ".jsonl":
+            for line in file.read_text().splitlines():
+                if line.strip():
+                    json.loads(line, parse_constant=_refuse_nan)
+        else:
+            continue
+        read += 1
+    return read
+
+
+def test_i23_05_a_one_task_run_writes_only_strict_json(small_bible, tmp_path):
+    """A run of one task has no forgetting or backward transfer: summary.json holds null with the reason (never a
+    bare NaN), and every JSON file the run and its data preparation wrote parses with NaN refused; launched again,
+    the completed run is skipped and its summary (with those nulls) printed."""
+    import dataclasses
+
+    from mer_testing import tiny_run_config
+
+    from mer.launch.runner import run_training
+
+    data = dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:1])
+    cfg = tiny_run_config(data, tmp_path / "runs", budget_tokens=512)
+    run_training(cfg, "one", _resolved(cfg))
+    run = tmp_path / "runs" / "one"
+    summary = json.loads((run / "summary.json").read_text(), parse_constant=_refuse_nan)
+    assert summary["status"] == "completed"
+    assert summary["metrics"]["forgetting"] is None and summary["metrics"]["backward_transfer"] is None
+    assert "a run of one task has none" in summary["metrics_undefined"]["forgetting"]
+    assert set(summary["metrics_undefined"]) == {"forgetting", "backward_transfer"}
+    assert _strictly_parsed(run) >= 3  # summary.json, config.json, provenance.json, metrics.jsonl, the manifest
+    assert _strictly_parsed(Path(cfg.data.data_dir)) >= 2
+    assert run_training(cfg, "one", _resolved(cfg))["metrics"]["forgetting"] is None  # skipped, printed
+
+
+def test_i23_05_non_finite_numbers_are_written_as_null():
+    """The one JSON writer every file goes through: NaN and infinities become null, nested and as numpy scalars."""
+    import numpy as np
+
+    from mer.files.strict_json import dumps
+
+    text = dumps({"a": float("nan"), "b": [1.0, float("inf"), {"c": np.float64("-inf")}], "d": np.float32(2.5)})
+    assert json.loads(text, parse_constant=_refuse_nan) == {"a": None, "b": [1.0, None, {"c": None}], "d": 2.5}
+
+
+def test_i23_16_a_huge_document_is_tokenized_in_bounded_pieces(small_bible, tmp_path):
+    """One 3 MB document (a single JSONL line, say) reaches the tokenizer in pieces of at most PIECE_CHARS and
+    batches of about BATCH_CHARS, so memory is bounded whatever a document's length; the tokens still decode to the
+    whole document, followed by a single end-of-text token."""
+    import numpy as np
+
+    from mer.data import shards
+
+    tokenizer = small_bible[1].tokenizer
+    seen: list[list[int]] = []
+
+    def recording(texts, **kwargs):  # the real tokenizer, with the lengths of what it was given recorded
+        seen.append([len(t) for t in texts])
+        return tokenizer(texts, **kwargs)
+
+    recording.eos_token_id = tokenizer.eos_token_id
+    words = " ".join(f"word{i % 997} and more" for i in range(200_000))  # about 3.3 M characters
+    documents = ["a short first document", words, "a short last document"]
+    info = shards.write_split(iter(documents), recording, tmp_path / "train.bin", np.dtype("uint16"))
+    assert max(max(call) for call in seen) <= shards.PIECE_CHARS
+    assert max(sum(call) for call in seen) <= shards.BATCH_CHARS + shards.PIECE_CHARS
+    assert info["documents"] == 3 and info["characters"] == sum(len(d) for d in documents)
+    ids = np.fromfile(tmp_path / "train.bin", dtype=np.uint16).tolist()
+    eos = tokenizer.eos_token_id
+    assert ids.count(eos) == 3 and ids[-1] == eos
+    first, second = ids.index(eos), ids.index(eos, ids.index(eos) + 1)
+    assert tokenizer.decode(ids[first + 1:second]) == words
+
+
+def test_i23_15_an_evaluation_batch_too_large_is_refused_naming_eval_batch_size(small_bible, tmp_path):
+    """When an evaluation batch is the memory peak, the refusal names eval.batch_size, not fixes of the training
+    step (optim.grad_accum, activation_checkpointing) that would not help."""
+    import dataclasses
+
+    from mer_testing import tiny_run_config
+
+    from mer.plan.fit import fit_refusal
+
+    cfg = tiny_run_config(small_bible[0], tmp_path)
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, batch_size=50_000_000))
+    refusal = fit_refusal(cfg, "r")
+    assert refusal is not None and "eval.batch_size=50000000" in refusal, refusal
+    assert "a smaller eval.batch_size" in refusal and "grad_accum" not in refusal, refusal

@@ -360,3 +360,196 @@ def test_a_signal_to_a_sweep_stops_its_jobs_with_a_checkpoint(launcher, signum, 
     again = subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert all(json.loads((run_dir / "summary.json").read_text())["status"] == "completed" for run_dir in runs)
+
+
+# ------------------------------------------------------------------------------------------------- trackers
+_TRACKER_SCRIPT = """
+import json, os, signal, sys, time
+from pathlib import Path
+from mer.trackers.config import LoggerConfig, WandbConfig
+from mer.trackers.dispatch import open_trackers
+
+run_dir, phase = Path(sys.argv[1]), sys.argv[2]
+trackers = open_trackers(LoggerConfig(wandb=WandbConfig(mode="offline")), run_dir, "run", run_dir.parent, {"a": 1})
+metrics = run_dir / "metrics.jsonl"
+if phase == "kill":  # 10 steps of a train and an eval record each, the way a run appends and queues them
+    for step in range(1, 11):
+        for event in ("train", "eval"):
+            record = {"event": event, "step": step, "loss": float(step)}
+            with open(metrics, "a") as handle:
+                handle.write(json.dumps(record) + "\\n")
+            trackers.record(record)
+    deadline = time.monotonic() + 60
+    while not trackers._queue.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1)  # the trackers' thread has logged the last batch, flushed and written trackers.json: kill -9
+    os.kill(os.getpid(), signal.SIGKILL)
+trackers.close({"status": "completed", "error": None, "totals": {"steps": 10}})
+"""
+
+
+def _wandb_steps(run_dir: Path) -> dict[str, set[int]]:
+    """metric -> the steps W&B's offline run files hold it at."""
+    import json
+
+    from wandb_offline import records
+
+    steps: dict[str, set[int]] = {}
+    for path in sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb")):
+        for record in records(path):
+            if record.WhichOneof("record_type") == "history":
+                for item in record.history.item:
+                    key = item.key or "/".join(item.nested_key)
+                    if not key.startswith("_"):
+                        steps.setdefault(key, set()).add(record.history.step.num)
+                        json.loads(item.value_json)
+    return steps
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("wandb") is None, reason="wandb is not installed")
+def test_i23_02_wandb_points_count_as_sent_only_once_confirmed(tmp_path):
+    """kill -9 right after trackers.json was written: every record it counts as sent is in W&B's run file (W&B
+    keeps the latest step's row open in its service process, which dies with the run), and the relaunch sends the
+    unconfirmed ones, so W&B ends with every point."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "runs" / "run"
+    run_dir.mkdir(parents=True)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+           "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache")}
+    repo = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-c", _TRACKER_SCRIPT, str(run_dir), "kill"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    sent = json.loads((run_dir / "trackers.json").read_text())["wandb"]["sent"]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    held = _wandb_steps(run_dir)
+    for record in records[:sent]:  # what trackers.json counts as sent is in W&B's file
+        name = f"{record['event']}/loss"
+        assert record["step"] in held.get(name, set()), (sent, record, held)
+    resumed = subprocess.run([sys.executable, "-c", _TRACKER_SCRIPT, str(run_dir), "resume"], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    held = _wandb_steps(run_dir)
+    assert {name: held.get(name) for name in ("train/loss", "eval/loss")} == dict.fromkeys(
+        ("train/loss", "eval/loss"), set(range(1, 11)))
+    assert json.loads((run_dir / "trackers.json").read_text())["wandb"]["sent"] == len(records)
+
+
+# ------------------------------------------------------------------------------------------------- full and read-only disks
+@pytest.fixture
+def tmpfs(tmp_path):
+    """`tmpfs(size, read_only=False)`: a tmpfs of its own under tmp_path, or a skip saying why there cannot be one."""
+    import subprocess
+    import uuid
+
+    mounted = []
+
+    def mount(size: str, read_only: bool = False) -> Path:
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, f"mer-test-{uuid.uuid4().hex[:6]}", str(point)],
+                              capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root and mount rights): {made.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == 28  # ENOSPC
+    return filler
+
+
+def _one_task_config(small_bible, runs: Path, data: Path):
+    import dataclasses
+
+    from mer_testing import tiny_run_config
+
+    cfg = tiny_run_config(dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:1]), runs,
+                          budget_tokens=512)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data)))
+
+
+def test_i23_15_a_full_data_cache_disk_is_named_not_the_runs_folder(small_bible, tmp_path, tmpfs):
+    """The data cache's device fills up while a run prepares its data: the one line names the data cache, not the
+    run directory (whose device has room), and the new run leaves nothing behind."""
+    import dataclasses
+    import json
+
+    from mer.files.atomic import DiskFull
+    from mer.launch.runner import run_training
+
+    data = tmpfs("64k")
+    cfg = _one_task_config(small_bible, tmp_path / "runs", data)
+    with pytest.raises(DiskFull) as full:
+        run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
+    message = str(full.value)
+    assert f"no space left on the device of {data}" in message, message
+    assert str(tmp_path / "runs") not in message, message
+    assert not (tmp_path / "runs" / "run").exists()
+
+
+@pytest.mark.parametrize("which", ["i23_14_read_only_runs_dir", "i23_14_read_only_data_dir"])
+def test_i23_14_a_read_only_folder_is_refused_in_one_line(which, small_bible, tmp_path, tmpfs):
+    import dataclasses
+    import json
+
+    from mer.data.corpus import DataError
+    from mer.launch.runner import run_training
+    from mer.rundir.lock import RunDirUnusable
+
+    read_only = tmpfs("64k", read_only=True)
+    if which == "i23_14_read_only_runs_dir":
+        cfg = _one_task_config(small_bible, read_only, small_bible[0].data_dir)
+        expected = [str(read_only / "run"), "runs_dir must be a folder this process can write"]
+    else:
+        cfg = _one_task_config(small_bible, tmp_path / "runs", read_only)
+        expected = [f"data.data_dir={read_only} is not writable by this process", "MER_DATA_DIR"]
+    with pytest.raises((RunDirUnusable, DataError)) as refused:
+        run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
+    for part in expected:
+        assert part in str(refused.value), str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_i23_15_a_status_put_into_run_lock_gives_way_to_summary_json(tmpfs):
+    """summary.json could not be written while the run was running (a full disk): the status went into run.lock.
+    Once space is back and the run ends, summary.json says how it ended, run.lock no longer holds a status that
+    readers would prefer, and the recorded reason does not claim the run is running."""
+    from mer.files.atomic import DiskFull
+    from mer.rundir.layout import RunLock, read_summary
+    from mer.rundir.lock import read_record
+    from mer.rundir.status import StatusWriter, effective_error, effective_status
+
+    run_dir = tmpfs("1536k") / "run"
+    with RunLock(run_dir) as lock:
+        status = StatusWriter(run_dir / "summary.json", lock, {"status": "running", "error": None, "run_name": "run"})
+        status.write()
+        filler = _fill(run_dir.parent)
+        with pytest.raises(DiskFull) as full:
+            status.write()
+        assert read_record(run_dir)["status"] == "running"
+        filler.unlink()  # space is back
+        with pytest.raises(DiskFull):
+            status.record_end(full.value)
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed" and "the run is running" not in summary["error"], summary
+    assert effective_status(run_dir, summary) == "failed"
+    assert "the run is running" not in (effective_error(run_dir, summary) or "")
+    assert not (run_dir / "run.lock").exists() or "status" not in (read_record(run_dir) or {})

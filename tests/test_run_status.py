@@ -86,13 +86,15 @@ def test_a_damaged_checkpoint_is_refused_before_the_run_directory_is_written(sma
     from mer.launch.runner import run_training
 
     cfg = tiny_run_config(small_bible[0], tmp_path)
+    resolved = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     run_dir = tmp_path / "run"
     (run_dir / "checkpoint").mkdir(parents=True)
     (run_dir / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    (run_dir / "config.json").write_text(json.dumps(resolved))  # without it the relaunch is refused for that
     with pytest.raises(Exception, match=r"checkpoint.*state\.pt"):
-        run_training(cfg, "run", json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
+        run_training(cfg, "run", resolved)
     assert read_summary(run_dir) is None
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint"] and not lock_is_held(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint", "config.json"] and not lock_is_held(run_dir)
 
 
 @pytest.fixture

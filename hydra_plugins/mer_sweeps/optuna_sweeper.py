@@ -12,7 +12,6 @@ sweep again runs only the trials still missing from `n_trials`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mer.config.usage_errors import UsageError
 from mer.files.atomic import write_text
+from mer.files.strict_json import dumps as strict_dumps
 from mer.signals.stop_request import STOPPED_BY_SIGNAL, SweepStop, requested
 
 from .grid_sweeper import stop_sweep
@@ -315,6 +315,6 @@ class MerOptunaSweeper(Sweeper):
                 if complete else []
         base = self.sweep_dir / self.results_file
         for path, text in ((base.with_suffix(".yaml"), OmegaConf.to_yaml(OmegaConf.create(results))),
-                           (base.with_suffix(".json"), json.dumps(results, indent=2))):
+                           (base.with_suffix(".json"), strict_dumps(results, indent=2))):
             write_text(path, text)
         return results

@@ -7,10 +7,12 @@ dataclasses (`to_dataclass`), whose `__post_init__` checks all run before any wo
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from mer.compute.budget import min_budget_tokens_for, reptile_fires, reptile_refusal, steps_per_task
+from mer.config.run_name import run_name_problem
 from mer.data.config import DataConfig
 from mer.model.llama import PRESETS, ModelConfig
 from mer.optim.schedule import OptimConfig
@@ -202,6 +204,8 @@ class RunConfig:
             raise ValueError(f"buffer.capacity={self.buffer.capacity} is smaller than the "
                              f"{self.optim.batch_size - self.n_new_per_step} replayed sequences of one batch")
         policy.check_run(self.buffer, len(self.data.tasks))
+        if self.run_name is not None and (problem := run_name_problem(self.run_name)) is not None:
+            raise ValueError(problem)
         for name in ("checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -209,6 +213,10 @@ class RunConfig:
             raise ValueError(f"device={self.device!r}; use auto, cpu or cuda[:N]")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads} must be >= 1 or null")
+        cpus = os.cpu_count() or 1
+        if self.threads is not None and self.threads > cpus:  # more cannot run at once; 100000 fails to allocate
+            raise ValueError(f"threads={self.threads} is more than the {cpus} CPUs of this machine; use at most "
+                             f"threads={cpus}, or null for torch's default")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: choose fp32 or bf16")
         if self.parallel not in PARALLEL_CHOICES:

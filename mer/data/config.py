@@ -7,6 +7,7 @@ a bad value fails when the config is built, before any text is read.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 
 SOURCES = ("bible", "files", "debian", "tokens")
@@ -54,6 +55,11 @@ class TaskConfig:
             raise ValueError(f"data.tasks[{self.name}].source={self.source!r} is unknown; use one of {SOURCES}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"data.tasks[{self.name}].val_fraction={self.val_fraction} must be in (0, 0.5)")
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, TypeError):
+            raise ValueError(f"data.tasks[{self.name}].encoding={self.encoding!r} is not a text encoding Python knows; "
+                             "use e.g. utf-8, latin-1 or cp1252") from None
         if self.decode_errors not in ("strict", "replace"):
             raise ValueError(f"data.tasks[{self.name}].decode_errors={self.decode_errors!r}; use strict or replace")
         if self.token_dtype not in (None, "uint16", "uint32"):

@@ -7,6 +7,7 @@ installed, languages known) before the tokenizer is trained or anything is token
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from mer.data.config import DataConfig, TaskConfig
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.shards import ShardInfo, prepare_shards, register_token_files, token_dtype
 from mer.data.tokenizer import check_coverage, prepare_tokenizer
+from mer.files.atomic import DiskFull, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,39 @@ class PreparedData:
     """The harness task folder of the built-in `bible_cloze` task (`mer.data.cloze`); None without Bible tasks."""
 
 
+def check_data_dir(data_dir: Path) -> None:
+    """The data cache must be a folder this process can write (it takes a lock file there even when everything is
+    cached): refused naming it otherwise, before any work. Its default comes from $MER_DATA_DIR."""
+    fix = "set data.data_dir (or MER_DATA_DIR) to a folder this process can write"
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"data.data_dir={data_dir} is not a folder; {fix}")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"data.data_dir={data_dir} cannot be created ({error.strerror}: {error.filename}); "
+                        f"{fix}") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise DataError(f"data.data_dir={data_dir} is not writable by this process; {fix}")
+
+
 def prepare_data(cfg: DataConfig) -> PreparedData:
     """Prepare (or load from the cache) the tokenizer and every task's shards."""
-    started = time.perf_counter()
     data_dir = Path(cfg.data_dir).expanduser()
+    check_data_dir(data_dir)
+    try:
+        return _prepare(cfg, data_dir)
+    except DiskFull:
+        raise
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        # Named here: the caller (a run) would otherwise report its own folder's device as the full one.
+        raise DiskFull(f"no space left on the device of the data cache {data_dir} (data.data_dir) while preparing "
+                       "the data; free space there and run the same command again", where=data_dir) from error
+
+
+def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
+    started = time.perf_counter()
     text_tasks = [t for t in cfg.tasks if t.source != "tokens"]
     token_tasks = [t for t in cfg.tasks if t.source == "tokens"]
     if token_tasks and cfg.tokenizer.path is None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mer.rundir.layout import write_atomic
+from mer.rundir.layout import strict_dumps, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def record_results(run_dir: Path, records: list[dict[str, Any]]) -> Path:
     key = lambda r: (r.get("model"), r.get("task"), r.get("metric"), r.get("filter"))  # noqa: E731
     new = {key(r) for r in records}
     kept = [r for r in read_records(run_dir) if key(r) not in new]
-    write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept + records))
+    write_atomic(path, "".join(strict_dumps(r) + "\n" for r in kept + records))
     return path
 
 

@@ -238,6 +238,23 @@ def summary_metrics(
     }
 
 
+def undefined_reasons(metrics: dict[str, object], n_tasks: int) -> dict[str, str]:
+    """Why each non-finite value of `summary_metrics`' dict is undefined: name (`forgetting_per_task.<task>` for a
+    task's) -> reason. summary.json stores those values as null (JSON has no NaN) with this as `metrics_undefined`."""
+    flat = {name: value for name, value in metrics.items() if not isinstance(value, dict)}
+    flat.update({f"forgetting_per_task.{task}": value
+                 for task, value in dict(metrics.get("forgetting_per_task") or {}).items()})
+    reasons = {}
+    for name, value in flat.items():
+        if value is not None and np.isfinite(value):
+            continue
+        if n_tasks < 2 and name in ("forgetting", "backward_transfer"):
+            reasons[name] = "averages over every task but the last, and a run of one task has none"
+        else:
+            reasons[name] = "a loss it is computed from is not finite (the run diverged)"
+    return reasons
+
+
 def _mean_or_nan(values: np.ndarray) -> float:
     """Mean, or NaN for an empty array (without numpy's 'mean of empty slice' warning)."""
     return float(np.mean(values)) if values.size else float("nan")

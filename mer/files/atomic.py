@@ -113,8 +113,10 @@ def publish_directory(staging: Path, final: Path, old: Path | None = None,
 class DiskFull(OSError):
     """A write failed for lack of space (ENOSPC, or a quota: EDQUOT); the message is one line with the fix."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, where: Path | None = None) -> None:
         super().__init__(errno.ENOSPC, message)
+        self.where = where
+        """The folder whose device is full, where the writer knows it (the data cache's, say)."""
 
     def __str__(self) -> str:
         return str(self.strerror)

@@ -24,6 +24,7 @@ import numpy as np
 import mer
 from mer.config.diff import config_differences
 from mer.config.run_config import RunConfig
+from mer.config.run_name import run_name_problem
 from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.stream import TaskSequence
@@ -43,10 +44,11 @@ from mer.rundir.layout import (
     MetricsLog,
     RunLock,
     read_json,
+    read_json_checked,
     write_atomic,
 )
 from mer.rundir.provenance import record_attempt
-from mer.rundir.resume_check import check_run_directory
+from mer.rundir.resume_check import check_model_size, check_run_directory, refuse_unrecorded_config
 from mer.rundir.status import COMPLETED, RUNNING, StatusWriter, StopSignal, how_it_ended
 from mer.signals.startup_signals import stop_on_signals
 from mer.trackers.dispatch import close_trackers, open_trackers
@@ -81,15 +83,22 @@ def versions() -> dict[str, str]:
 def summarize(records: list[dict], tasks: list[str]) -> dict[str, Any]:
     """Metrics and the loss matrix from the eval lines of metrics.jsonl (mer.evaluation.metrics does the maths)."""
     evals = [r for r in records if r["event"] == "eval"]
-    losses = np.array([[r["val_loss"][t] for t in tasks] for r in evals])  # [n_evals, n_tasks]
+    # [n_evals, n_tasks]; a loss written as null (not finite: JSON has no NaN) is NaN again
+    losses = np.array([[r["val_loss"][t] for t in tasks] for r in evals], dtype=float)
     index = np.array([r["task_index"] for r in evals])
     boundary = np.array([r["boundary"] for r in evals])
     # Interpolations done per task: the differences of the running count at the boundary evaluations.
     at_boundaries = [0] + [int(r.get("reptile_steps", 0)) for r in evals if r["boundary"]]
     reptile_per_task = dict(zip(tasks, np.diff(at_boundaries).tolist(), strict=True))
-    return {"metrics": metric_maths.summary_metrics(losses, index, boundary, task_names=tasks),
+    metrics = metric_maths.summary_metrics(losses, index, boundary, task_names=tasks)
+    return {"metrics": metrics, "metrics_undefined": metric_maths.undefined_reasons(metrics, len(tasks)),
             "loss_matrix": metric_maths.loss_matrix(losses, index, boundary).tolist(),
             "reptile_steps_per_task": reptile_per_task}
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    """A metric for the table; null (undefined, see summary.json's metrics_undefined) and NaN as n/a."""
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -100,10 +109,10 @@ def format_summary(summary: dict[str, Any]) -> str:
              "validation loss (nats/token) after each task (rows) on each task (columns):",
              f"{'after':<{width}}" + "".join(f"{t:>{width}}" for t in tasks)]
     for name, row in zip(tasks, matrix):
-        lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}.3f}" for v in row))
+        lines.append(f"{name:<{width}}" + "".join(f"{_number(v):>{width}}" for v in row))
     m = summary["metrics"]
-    lines.append(f"learned loss {m['learned_loss']:.4f}  retained loss {m['retained_loss']:.4f}  "
-                 f"forgetting {m['forgetting']:.4f}  backward transfer {m['backward_transfer']:.4f}")
+    lines.append(f"learned loss {_number(m['learned_loss'], 4)}  retained loss {_number(m['retained_loss'], 4)}  "
+                 f"forgetting {_number(m['forgetting'], 4)}  backward transfer {_number(m['backward_transfer'], 4)}")
     return "\n".join(lines)
 
 
@@ -128,6 +137,9 @@ def run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any])
 
 def _run_training(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any],
                   dist: distributed.Distributed) -> dict[str, Any]:
+    problem = run_name_problem(run_name)  # a name given by a caller other than mer.run (a sweeper, a script)
+    if problem is not None:
+        raise RunConfigMismatch(problem)
     run_dir = Path(cfg.runs_dir).expanduser() / run_name
     # One owner per run directory (mer.rundir.lock): rank 0 takes the lock before anything there is read or
     # written, and holds it to the end; the other ranks only read, after it, and stop with it if it is refused.
@@ -144,7 +156,9 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
                run_dir: Path, lock: RunLock | None) -> dict[str, Any]:
     summary_path = run_dir / SUMMARY_FILE
     config_path = run_dir / CONFIG_JSON
-    saved = read_json(config_path)
+    saved, unreadable = read_json_checked(config_path)
+    if saved is None:
+        refuse_unrecorded_config(run_dir, config_path, unreadable)
     differences = config_differences(_semantic(saved), _semantic(resolved_config)) if saved is not None else []
     if differences:
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
@@ -171,7 +185,12 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
                                 f"parallel={now}; resume with parallel={was}")
     # Checkpoint files against their sha256s, metrics.jsonl against the checkpoint, before any work (rank 0; the
     # others stop too if it refuses): mer.rundir.resume_check.
-    dist.main_first(lambda: check_run_directory(run_dir) if dist.is_main else None)
+    def check_on_main() -> None:
+        if dist.is_main:
+            check_run_directory(run_dir)
+            check_model_size(run_dir, (previous or {}).get("n_params"))
+
+    dist.main_first(check_on_main)
     dist.barrier()  # every rank has read the run directory before rank 0 writes to it
 
     # From here on the run is this process's: however it ends (an error, a signal even during start-up, a full

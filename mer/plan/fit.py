@@ -28,13 +28,19 @@ def memory_refusal(cfg: RunConfig, plan: RunPlan) -> str | None:
     rows = max(1, cfg.optim.batch_size // device.world_size // cfg.optim.grad_accum)
     fixes = [f"optim.grad_accum={cfg.optim.grad_accum * 2} (fewer rows per micro-batch)",
              "activation_checkpointing=true"]
+    activations = f"activations {_gib(m.activations)} for {rows} rows of {cfg.model.seq_len} tokens"
+    if m.evaluation_peak:  # an evaluation batch is the peak: only a smaller one helps
+        context, _ = cfg.eval.windows(cfg.model.seq_len)
+        fixes = [f"a smaller eval.batch_size (now {cfg.eval.batch_size})"]
+        activations = (f"activations {_gib(m.activations)} for an evaluation batch of eval.batch_size="
+                       f"{cfg.eval.batch_size} windows of {context} tokens")
     if device.kind == "cuda":
         fixes.append("parallel=fsdp over several GPUs (torchrun/srun)")
     fixes.append("a smaller model")
     return (f"model={cfg.model.name} needs an estimated {_gib(m.device_total)} per device on {device.name} "
             f"({m.mode} x{m.world_size}: weights {_gib(m.weights)}, gradients {_gib(m.gradients)}, AdamW "
-            f"{_gib(m.adamw)}, Reptile anchor {_gib(m.reptile_anchor if m.anchor_on_device else 0)}, activations "
-            f"{_gib(m.activations)} for {rows} rows of {cfg.model.seq_len} tokens, copies {_gib(m.working_copies)}, "
+            f"{_gib(m.adamw)}, Reptile anchor {_gib(m.reptile_anchor if m.anchor_on_device else 0)}, "
+            f"{activations}, copies {_gib(m.working_copies)}, "
             f"allocator and runtime {_gib(m.allocator)}) "
             f"but the device has {_gib(device.memory)}; try {', '.join(fixes)}; or allow_oversize=true to start "
             "anyway (see the whole estimate with plan=true)")

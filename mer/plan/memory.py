@@ -68,6 +68,8 @@ class MemoryEstimate:
     anchor_on_device: bool
     allocator: int = 0
     """What the process holds beyond its live tensors: allocator retention and the runtime (`RUNTIME`)."""
+    evaluation_peak: bool = False
+    """Whether `activations` is an evaluation batch's (eval.batch_size sets it), not the training step's."""
 
     @property
     def device_total(self) -> int:
@@ -147,4 +149,4 @@ def estimate_memory(model: ModelConfig, vocab_size: int, n_params: int, n_params
     allocator = int((factor - 1) * activations) + constant
     return MemoryEstimate(mode=mode, world_size=world_size, weights=weights, gradients=gradients, adamw=adamw,
                           reptile_anchor=anchor, activations=activations, working_copies=working,
-                          anchor_on_device=anchor_on_device, allocator=allocator)
+                          anchor_on_device=anchor_on_device, allocator=allocator, evaluation_peak=evaluation > train)

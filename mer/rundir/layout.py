@@ -19,6 +19,7 @@ from typing import Any
 
 from mer.files.atomic import write_text
 from mer.files.fault_points import fault_point
+from mer.files.strict_json import dumps as strict_dumps  # noqa: F401  (JSON without NaN, for every writer)
 from mer.rundir.lock import LOCK_FILE, RunDirLocked, RunLock, lock_is_held  # noqa: F401  (the run directory's lock)
 from mer.rundir.status import effective_error, effective_status  # noqa: F401  (its status, as readers report it)
 
@@ -156,7 +157,7 @@ class MetricsLog:
             handle.truncate(self._tally.bytes)
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record) + "\n").encode()
+        line = (strict_dumps(record) + "\n").encode()
         with open(self.path, "ab") as handle:
             fault_point("metrics_append", torn_write=(handle, record))
             handle.write(line)

@@ -52,6 +52,15 @@ class RunDirLocked(RuntimeError):
                          f"to end (or stop it) and run the command again, or give this run another run_name/runs_dir")
 
 
+class RunDirUnusable(RuntimeError):
+    """The run directory, its lock file or the runs folder above it cannot be used (not a folder, not writable);
+    the message names the path and the fix. Nothing was written."""
+
+
+def _unusable(path: Path, error: OSError, fix: str) -> RunDirUnusable:
+    return RunDirUnusable(f"cannot use {path}: {error.strerror or type(error).__name__}; {fix}")
+
+
 class RunDirLockUnsupported(RuntimeError):
     """The run directory's file system cannot lock files."""
 
@@ -122,8 +131,16 @@ class RunLock:
 
     def acquire(self) -> None:
         if not self.run_dir.is_dir():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:  # runs_dir (or a folder above it) is a file, read-only, ...
+                raise _unusable(Path(error.filename or self.run_dir), error,
+                                "runs_dir must be a folder this process can write: fix it or set "
+                                "runs_dir=<another folder>") from None
             self._created_dir = True
+        if not os.access(self.run_dir, os.W_OK | os.X_OK):  # a lock file left by a kill opens; the writes would not
+            raise RunDirUnusable(f"cannot use {self.run_dir}: it is not writable by this process; fix its "
+                                 "permissions, or set runs_dir=<another folder>")
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
@@ -131,6 +148,13 @@ class RunLock:
             except FileNotFoundError:  # the owner that just ended took away the empty directory it had made
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 continue
+            except OSError as error:  # run.lock is a folder, or the run directory is read-only
+                self._forget_created_dir()
+                fix = (f"{self.path} must be a file (the run's lock): remove that folder (`rm -r` it) and run the "
+                       "command again" if self.path.is_dir() else
+                       f"the run directory {self.run_dir} must be writable by this process: fix its permissions, or "
+                       "set runs_dir=<another folder>")
+                raise _unusable(self.path, error, fix) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from mer.rundir.layout import SUMMARY_FILE, RunDirLocked, RunLock, read_json, write_atomic
+from mer.rundir.lock import RunDirUnusable
 from mer.rundir.status import REFUSED
 
 
@@ -33,7 +34,7 @@ def record_refusal(run_dir: Path, run_name: str, reason: str) -> bool:
                 return False
             write_atomic(summary_path, json.dumps({"status": REFUSED, "error": reason, "run_name": run_name},
                                                   indent=2))
-    except RunDirLocked:
+    except (RunDirLocked, RunDirUnusable):  # a live owner, or a runs_dir that cannot be written
         return False
     return True
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from mer.rundir.checkpoint import CHECKPOINT_DIRS, STATE_FILE
 from mer.rundir.checkpoint_integrity import MANIFEST_FILE, verify_checkpoint
-from mer.rundir.integrity import discarded_name
-from mer.rundir.layout import METRICS_FILE
+from mer.rundir.integrity import RunDirectoryDamaged, discarded_name, start_over_hint
+from mer.rundir.layout import METRICS_FILE, SUMMARY_FILE, read_json_checked
 from mer.rundir.metrics_prefix import verify_prefix
+from mer.rundir.status import REFUSED
 
 log = logging.getLogger(__name__)
-
 
 
 def published_checkpoint(run_dir: Path) -> Path | None:
@@ -37,6 +37,11 @@ def published_checkpoint(run_dir: Path) -> Path | None:
 def check_run_directory(run_dir: Path) -> None:
     """Verify the checkpoint and the metrics log before training (rank 0); set aside a log no checkpoint saw."""
     metrics = run_dir / METRICS_FILE
+    for name in CHECKPOINT_DIRS:  # a file in a checkpoint's place: never mistaken for "no checkpoint yet"
+        if (run_dir / name).exists() and not (run_dir / name).is_dir():
+            raise RunDirectoryDamaged(
+                f"{run_dir / name} is not a folder, so the run's checkpoint cannot be read (nothing was changed); "
+                f"put the checkpoint folder back, or {start_over_hint(run_dir)}")
     checkpoint = published_checkpoint(run_dir)
     if checkpoint is None:
         if metrics.is_file() and metrics.stat().st_size > 0:
@@ -48,3 +53,61 @@ def check_run_directory(run_dir: Path) -> None:
     manifest = verify_checkpoint(checkpoint)
     if manifest is not None and manifest.get("metrics") is not None:
         verify_prefix(metrics, manifest["metrics"])
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether the directory holds what an earlier attempt trained: a checkpoint, or a summary.json other than the
+    record of a refused config (a refused point wrote only that, and trains from scratch once its config passes)."""
+    if published_checkpoint(run_dir) is not None:
+        return True
+    summary, problem = read_json_checked(run_dir / SUMMARY_FILE)
+    return problem != "missing" and (summary is None or summary.get("status") != REFUSED)
+
+
+def refuse_unrecorded_config(run_dir: Path, config_path: Path, problem: str | None) -> None:
+    """Refuse a relaunch into a run whose recorded config (`config_path`) is `problem` (missing, unreadable): it
+    could not be compared with this launch's config, so resuming might continue the run under another config
+    (and overwrite the record). Nothing to refuse where the directory holds no run yet (or no more, after
+    `python -m mer.start_over`)."""
+    if not holds_a_run(run_dir):
+        return
+    raise RunDirectoryDamaged(
+        f"{config_path} is {problem}, so this launch cannot be checked against the config {run_dir} was trained "
+        f"with (config.yaml is not trusted in its place); restore the file, or {start_over_hint(run_dir)}")
+
+
+def checkpoint_parameter_count(checkpoint: Path) -> int | None:
+    """Parameters of the model in `checkpoint`'s state.pt, each shared (tied) tensor once; None when it holds no
+    whole model (an FSDP checkpoint keeps its weights in sharded/). Memory-mapped: the weights are not read."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001  (an unreadable state.pt is refused by the load itself, naming it)
+        return None
+    model = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(model, dict) or not model:
+        return None
+    seen, total = set(), 0
+    for tensor in model.values():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key not in seen:
+            seen.add(key)
+            total += tensor.numel()
+    return total
+
+
+def check_model_size(run_dir: Path, n_params: int | None) -> None:
+    """Refuse a checkpoint whose model has another size than the run's (`n_params`, from its summary.json): one
+    copied in from another run passes the integrity checks (its own manifest matches) but cannot be loaded."""
+    checkpoint = published_checkpoint(run_dir)
+    if checkpoint is None or not isinstance(n_params, int):
+        return
+    found = checkpoint_parameter_count(checkpoint)
+    if found is not None and found != n_params:
+        raise RunDirectoryDamaged(
+            f"{checkpoint / STATE_FILE} holds a model of {found:,} parameters, but the run {run_dir} has {n_params:,} "
+            f"(its summary.json): the checkpoint belongs to another model; put this run's checkpoint back, or "
+            f"{start_over_hint(run_dir)}")

@@ -38,9 +38,12 @@ def start_over(run_dir: Path) -> list[str]:
                 os.rename(path, aside)
                 done.append(f"kept {name} as {aside.name}")
         for path in [run_dir / n for n in REMOVED] + sorted(run_dir.glob("buffer*")):
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
                 done.append(f"removed {path.name}/")
+            elif path.exists() or path.is_symlink():  # a file in a checkpoint's place (resume_check refuses it)
+                path.unlink()
+                done.append(f"removed {path.name}")
     return done
 
 

@@ -11,7 +11,6 @@ pre-allocated record (`mer.rundir.lock`), which readers consult when the lock is
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mer.files.atomic import DiskFull, is_disk_full, write_text
+from mer.files.strict_json import dumps as strict_dumps
 from mer.rundir.lock import RunLock, lock_is_held, read_record
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,17 @@ class StatusWriter:
         if not self.enabled:
             return
         try:
-            write_text(self.path, json.dumps(self.summary, indent=2))
+            write_text(self.path, strict_dumps(self.summary, indent=2))
         except OSError as error:
             if not is_disk_full(error):
                 raise
             self.recorded_in = self.lock.path if self._write_fallback() else None
             raise DiskFull(self._disk_full_message()) from None
         self.recorded_in = self.path
+        if self.lock.keep_file:  # an earlier status went into the lock file: summary.json is the truth again
+            self.lock.write_record({key: value for key, value in self.lock.record.items()
+                                    if key not in ("status", "error", "status_written")})
+            self.lock.keep_file = False
 
     def record_end(self, error: BaseException, wall_time_s: float | None = None) -> None:
         """Record that the run ended with `error` (stopped or failed); raises DiskFull if the disk is full."""
@@ -114,7 +118,7 @@ class StatusWriter:
                 self.summary["wall_time_s"] = wall_time_s
             self.write()
         if is_disk_full(error):
-            raise DiskFull(self._disk_full_message()) from None
+            raise DiskFull(self._disk_full_message(error)) from None
 
     def _write_fallback(self) -> bool:
         """The status into the lock file's record; False where that cannot be done either."""
@@ -130,15 +134,29 @@ class StatusWriter:
         self.lock.keep_file = True
         return True
 
-    def _disk_full_message(self) -> str:
+    def _disk_full_message(self, error: BaseException | None = None) -> str:
+        full = _full_folder(error) or self.path.parent  # the data cache's device, say, when it was that one
         if self.summary is None:
-            return (f"no space left on the device of {self.path.parent} (the run had written nothing yet); free space "
+            return (f"no space left on the device of {full} (the run had written nothing yet); free space "
                     "there and run the same command again")
+        if self.summary.get("status") == RUNNING:  # not an end yet: record_end follows and says how the run ended
+            return f"no space left on the device of {full}: {self.path.name} could not be written"
         if self.recorded_in == self.path:
             where = f"recorded in {self.path}"
         elif self.recorded_in is not None:
             where = f"recorded in {self.recorded_in} since {self.path.name} could not be written"
         else:
             where = f"NOT recorded, no file could be written: {self.summary.get('error')}"
-        return (f"no space left on the device of {self.path.parent}: the run is {self.summary.get('status')} "
+        return (f"no space left on the device of {full}: the run is {self.summary.get('status')} "
                 f"({where}); free space there and run the same command again to resume from the last checkpoint")
+
+
+def _full_folder(error: BaseException | None) -> Path | None:
+    """The folder a DiskFull in `error`'s chain names as full (e.g. the data cache), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DiskFull) and getattr(error, "where", None) is not None:
+            return Path(error.where)
+        error = error.__cause__ or error.__context__
+    return None

@@ -30,8 +30,10 @@ class Tracker(ABC):
         """One record's metrics at `step`."""
 
     @abstractmethod
-    def flush(self) -> None:
-        """Make what was logged durable before the state saying so is written."""
+    def flush(self) -> int | None:
+        """Make what was logged durable before the state saying so is written. Returns None when everything
+        logged is durable, or a step: only the points of earlier steps are (W&B holds the latest step's row open
+        in its service process); the others count as unconfirmed and are sent again after a kill."""
 
     @abstractmethod
     def finish(self, status: str, summary: dict[str, float], step: int, error: str | None) -> None:

@@ -69,8 +69,11 @@ class Trackers:
         saved = read_json(run_dir / STATE_FILE) or {}
         flat = flatten_config(config)
         self.sent: dict[str, int] = {}
+        """Records each tracker has confirmed holding (its flush returned): what trackers.json says."""
         for tracker in trackers:  # in the main thread: a bad URI or a missing login stops the run before training
             self.sent[tracker.name] = tracker.open(saved.get(tracker.name), flat)
+        self._logged = dict(self.sent)  # records handed to each tracker, confirmed or not yet
+        self._unconfirmed: dict[str, list[int]] = {t.name: [] for t in trackers}  # their steps, oldest first
         self._states = {t.name: t.state() for t in trackers}
         self._failed: set[str] = set()
         self._queue: queue.Queue = queue.Queue()
@@ -139,7 +142,8 @@ class Trackers:
                         start -= 1
                 else:  # whatever it holds past the file's end came from steps after the last line kept
                     purge = existing[-1]["step"] + 1 if existing else 0
-                self.sent[tracker.name] = start
+                self.sent[tracker.name] = self._logged[tracker.name] = start
+                self._unconfirmed[tracker.name] = []
                 self._call(tracker, tracker.rewind, purge)
         for index, record in enumerate(existing):
             self._send(index, record)
@@ -148,23 +152,37 @@ class Trackers:
         self._last_step = max(self._last_step, int(record.get("step", 0)))
         metrics = None
         for tracker in self._live():
-            if index < self.sent[tracker.name]:
+            if index < self._logged[tracker.name]:
                 continue  # already there
             if metrics is None:
                 metrics = record_metrics(record)
             if self._call(tracker, tracker.log, int(record["step"]), metrics):
-                self.sent[tracker.name] = index + 1
+                self._logged[tracker.name] = index + 1
+                self._unconfirmed[tracker.name].append(int(record["step"]))
 
     def _flush(self) -> None:
+        """A record counts as sent (in trackers.json) only once the tracker's flush confirms it holds it: a kill
+        before that leaves it unconfirmed, and the next launch sends it again (the trackers dedupe by step)."""
         for tracker in self._live():
-            self._call(tracker, tracker.flush)
+            try:
+                held_before = tracker.flush()
+            except Exception as error:  # noqa: BLE001 - as in _call: the tracker is dropped, training goes on
+                self._call(tracker, _raise, error)
+                continue
+            steps = self._unconfirmed[tracker.name]
+            confirmed = len(steps) if held_before is None else next(
+                (i for i, step in enumerate(steps) if step >= held_before), len(steps))
+            self.sent[tracker.name] = self._logged[tracker.name] - len(steps) + confirmed
+            del steps[:confirmed]
         self._save_state()
 
     def _finish(self, summary: dict[str, Any]) -> None:
         status, numbers = status_of(summary), summary_metrics(summary)
         step = int((summary.get("totals") or {}).get("steps", self._last_step))
         for tracker in self._live():
-            self._call(tracker, tracker.finish, status, numbers, step, summary.get("error"))
+            if self._call(tracker, tracker.finish, status, numbers, step, summary.get("error")):
+                self.sent[tracker.name] = self._logged[tracker.name]  # closed: it wrote everything
+                self._unconfirmed[tracker.name] = []
         self._save_state()
 
     def _live(self) -> list[Tracker]:
@@ -186,6 +204,10 @@ class Trackers:
         for tracker in self.trackers:
             state[tracker.name] = {**self._states[tracker.name], "sent": self.sent[tracker.name]}
         write_atomic(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
+
+
+def _raise(error: Exception) -> None:
+    raise error
 
 
 def _read_records(path: Path, size: int) -> list[dict[str, Any]]:

@@ -84,7 +84,7 @@ class MlflowTracker(Tracker):
         now = int(time.time() * 1000)
         self._pending.extend(Metric(name, value, now, step) for name, value in metrics.items())
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # everything logged is durable once it returns
         pending, self._pending = self._pending, []
         for i in range(0, len(pending), BATCH_METRICS):
             self.client.log_batch(self.run_id, metrics=pending[i:i + BATCH_METRICS])

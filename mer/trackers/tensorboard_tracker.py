@@ -60,7 +60,7 @@ class TensorBoardTracker(Tracker):
         for name, value in metrics.items():
             self.writer.add_scalar(name, value, step)
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # everything logged is durable once it returns
         self.writer.flush()
 
     def finish(self, status: str, summary: dict[str, float], step: int, error: str | None) -> None:

@@ -28,6 +28,7 @@ class WandbTracker(Tracker):
         self.dir = Path(cfg.dir).expanduser().resolve() if cfg.dir is not None else run_dir.resolve()
         self.run = None
         self.run_id: str | None = None
+        self.held_before = 0
 
     def open(self, saved: dict[str, Any] | None, config: dict[str, Any]) -> int:
         import wandb
@@ -41,13 +42,22 @@ class WandbTracker(Tracker):
                               reinit="create_new")
         self.run.config.update(config, allow_val_change=True)
         self.run.summary["status"] = "running"
+        self.held_before = int(self.run.step)  # the step W&B's run is at: every earlier one it holds
         return int(saved.get("sent", 0)) if same_place else 0
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        if step < self.held_before:
+            return  # W&B holds this step already (sent by an earlier attempt): it dedupes by step, without warnings
         self.run.log(metrics, step=step)
 
-    def flush(self) -> None:
-        pass  # wandb hands every log call to its own service process, which writes the run file
+    def flush(self) -> int:
+        """Only the steps W&B held when this attempt opened the run are durable before `finish`.
+
+        `run.log` hands a point to W&B's service process, which writes its run file in 32 KiB blocks (the
+        latest step's row even stays open in memory) and offers no flush; on a kill -9 it dies with the run and
+        loses what it had not written. So nothing logged in this attempt counts as sent until `finish` writes it
+        all; after a kill the next launch sends it again, and W&B keeps each step once."""
+        return self.held_before
 
     def finish(self, status: str, summary: dict[str, float], step: int, error: str | None) -> None:
         self.run.summary.update({**summary, "status": status, **({"error": error} if error else {})})

@@ -84,8 +84,13 @@ def _documents_in_file(path: Path, text_field: str, encoding: str, errors: str, 
                     if not isinstance(record, dict) or text_field not in record:
                         raise DataError(f"{path}:{line_number}: no field {text_field!r}; set the task's "
                                         "text_field to the name of the field holding the text")
-                    if isinstance(record[text_field], str) and record[text_field].strip():
-                        yield record[text_field]
+                    text = record[text_field]
+                    if not isinstance(text, str):  # a list, a number, null: never skipped without a word
+                        raise DataError(f"{path}:{line_number}: field {text_field!r} holds {type(text).__name__} "
+                                        f"{_shown(text)}, not a string; each record's {text_field!r} must be the "
+                                        "document's text (fix or drop that record, or set the task's text_field)")
+                    if text.strip():
+                        yield text
         else:
             with _open_text(path, encoding, errors) as handle:
                 yield from _split_text(handle, split)
@@ -97,6 +102,12 @@ def _documents_in_file(path: Path, text_field: str, encoding: str, errors: str, 
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # a cut or damaged .gz file
         raise DataError(f"{path}: cannot decompress ({error}); the file is damaged or incomplete, copy it "
                         "again or remove it from the task's files") from None
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A short excerpt of a value for a message."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _split_text(handle: io.TextIOBase, split: str) -> Iterator[str]:
