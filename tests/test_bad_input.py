@@ -756,3 +756,33 @@ def test_the_run_command_refuses_a_run_directory_in_use_in_one_line(small_bible,
         assert_unchanged(before, snapshot(run.parent, data))
     line = _one_line_refusal(proc, "is in use by")
     assert f"{run} is in use by pid {holder.pid} on " in line and "wait for it to end" in line, line
+
+
+# ------------------------------------------------------------------------------------------------- issue 23
+# Items 3, 7-13 of issue 23 ("nothing silent, nothing lost"): each case is named by its item.
+def _downstream_records(model: str, value: float, limit: int | None) -> list[dict]:
+    return [{"model": model, "after_task": "en", "task_index": 0, "task": task, "metric": metric, "filter": "none",
+             "value": value, "stderr": 0.02, "n_samples": limit or 345, "group": False, "limit": limit}
+            for task in ("bible_cloze_en", "bible_cloze_fr") for metric in ("acc", "acc_mutual_info")]
+
+
+@pytest.mark.parametrize("case", ["i23_03_limit_never_replaces_full_scores"])
+def test_limited_downstream_scores_are_kept_apart_from_full_ones(case, tmp_path):
+    """`mer.downstream --limit 100` after a full-set scoring: the full records stay, the limited ones sit beside
+    them, the report's table shows the full score; a model scored only on a subset is marked `(limit N)`."""
+    from analysis.downstream import downstream_table, read_downstream
+    from mer.evaluation.harness import read_records, record_results
+
+    run = tmp_path / "run"
+    run.mkdir()
+    full = _downstream_records("after_en", 0.40, None)
+    record_results(run, full)
+    record_results(run, _downstream_records("after_en", 0.30, 100) + _downstream_records("after_fr", 0.35, 100))
+    records = read_records(run)
+    assert [r for r in records if r["limit"] is None] == full  # not one full-set record replaced
+    assert len([r for r in records if r["limit"] == 100]) == 8
+    record_results(run, _downstream_records("after_en", 0.31, 100))  # the same limit again replaces its own records
+    assert len(read_records(run)) == 4 + 8
+    table = downstream_table(read_downstream([("run", run)])[0]).set_index("model")
+    assert table.loc["after_en", "bible_cloze_en acc_mutual_info"] == "0.400 ± 0.020"
+    assert table.loc["after_fr", "bible_cloze_en acc_mutual_info"] == "0.350 ± 0.020 (limit 100)"
