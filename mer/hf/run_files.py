@@ -51,8 +51,9 @@ def _same_files(folder: Path, files: list[Path]) -> bool:
 def _keep(final: Path, files: list[Path]) -> None:
     if _same_files(final, files):  # a resume: already there, nothing to write
         return
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):  # left by an attempt killed while copying
+        shutil.rmtree(stale, ignore_errors=True)
     staging = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for path in files:
         shutil.copyfile(path, staging / path.name)
