@@ -5,7 +5,8 @@ metric into a run's downstream.jsonl (docs/run_directory.md). Here they become:
 
 - `data/downstream.csv`: every record, with the run's id;
 - `tables/downstream.{md,tex}`: per run and model (in task order: the model after task 1, after task 2, ...)
-  the headline metric (`HEADLINE_METRICS`) ± its standard error on each harness task (groups left out);
+  the headline metric (`HEADLINE_METRICS`) ± its standard error on each harness task (groups left out): the
+  full-set score where there is one, else the `--limit N` one, marked `(limit N)`;
 - `figures/downstream_after_each_task.{png,pdf}`: per run, the accuracy on each harness task after each
   training task: the downstream forgetting matrix, read along a line (task `bible_cloze_fr` rising after
   `fr`, then falling while later tasks train, is forgetting). The dashed line is chance for `bible_cloze`;
@@ -55,9 +56,30 @@ HEADLINE_METRICS = ("acc_mutual_info", "acc_norm", "acc")
 asks for it (bible_cloze), else acc_norm (hellaswag, arc...), else acc, else the task's first metric."""
 
 
+def full_set_first(records: pd.DataFrame) -> pd.DataFrame:
+    """Per run, model, task, metric and filter the one record to show: the full-set score (`limit` null) where
+    there is one, else the one on the most documents (`--limit N` scores are kept beside full ones, never in
+    their place: mer.evaluation.harness)."""
+    if "limit" not in records:
+        return records
+    limit = pd.to_numeric(records["limit"], errors="coerce")
+    ranked = records.assign(_rank=limit.fillna(float("inf")))
+    keys = [c for c in ("run_id", "model", "task", "metric", "filter") if c in ranked]
+    best = ranked.groupby(keys, dropna=False)["_rank"].transform("max")
+    return ranked[ranked["_rank"] == best].drop(columns="_rank")
+
+
+def limit_note(record: pd.Series) -> str:
+    """' (limit N)' for a score on at most N documents per task, '' for a full-set score."""
+    limit = record.get("limit")
+    return f" (limit {int(limit)})" if limit is not None and pd.notna(limit) else ""
+
+
 def headline(records: pd.DataFrame) -> pd.DataFrame:
-    """The records the table and figure show: per task (not group) its HEADLINE_METRICS metric; sorted by run,
-    model order (task_index; models taken after no task last) and task."""
+    """The records the table and figure show: per task (not group) its HEADLINE_METRICS metric, the full-set score
+    where there is one (`full_set_first`); sorted by run, model order (task_index; models taken after no task
+    last) and task."""
+    records = full_set_first(records)
     tasks = records[~records["group"].astype(bool)]
     tasks = tasks[~tasks["metric"].isin(["sample_len"])]
     rank = tasks["metric"].map(lambda m: HEADLINE_METRICS.index(m) if m in HEADLINE_METRICS else len(HEADLINE_METRICS))
@@ -70,10 +92,11 @@ def headline(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def downstream_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per run and model, one column per harness task: 'value ± stderr' (metric in the header)."""
+    """One row per run and model, one column per harness task: 'value ± stderr' (metric in the header), with
+    ' (limit N)' when only a score on at most N documents per task exists."""
     shown = headline(records)
-    cell = shown.apply(lambda r: f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if pd.notna(r.get("stderr")) else ""),
-                       axis=1)
+    cell = shown.apply(lambda r: f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if pd.notna(r.get("stderr")) else "")
+                       + limit_note(r), axis=1)
     shown = shown.assign(cell=cell, column=shown["task"] + " " + shown["metric"])
     table = shown.pivot_table(index=["run_id", "model"], columns="column", values="cell", aggfunc="last", sort=False)
     return table.reset_index().rename_axis(columns=None)
@@ -140,7 +163,9 @@ def add_downstream(rep) -> None:
     fig, dropped = plot_downstream(records)
     lines = ["", "## Downstream accuracy", "",
              "lm-evaluation-harness scores of the models kept after each task (`python -m mer.downstream`), "
-             "± standard error; `bible_cloze` is 4-way multiple choice (chance 0.25).", "",
+             "± standard error; `bible_cloze` is 4-way multiple choice (chance 0.25). A cell shows the full-set "
+             "score where there is one; `(limit N)` marks a score on at most N documents per task "
+             "(`--limit N`), kept apart from the full-set scores in downstream.jsonl.", "",
              tables.to_markdown(table), "LaTeX: [tables/downstream.tex](tables/downstream.tex); every record: "
              "`data/downstream.csv`.", ""]
     if fig is not None:

@@ -60,6 +60,13 @@ def main(cfg: DictConfig) -> dict:
     refusal = fit_refusal(run_cfg, name)  # estimated memory and time against the device, before any work
     if refusal is not None:
         refuse(cfg, name, refusal, multirun)
+    if run_cfg.model.init_from is not None:  # NaN or inf weights: the base model is broken (mer.model.weight_files)
+        from mer.model.weight_files import check_finite_weights
+
+        try:
+            check_finite_weights(run_cfg.model.init_from)
+        except ValueError as error:
+            refuse(cfg, name, str(error), multirun)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if run_cfg.model.init_from is not None:  # what the run trains: the loaded architecture and its tokenizer
         resolved["model"] = dataclasses.asdict(run_cfg.model)

@@ -34,7 +34,7 @@ def _harness_datasets_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_run(small_bible, tmp_path_factory):
     """A completed tiny five-task run trained with export_each_task=true: (run directory, its config, summary).
-    128-token blocks: its models then take every bible_cloze item (the longest ending is 70 tokens of this BPE)."""
+    128-token blocks: its models then take every bible_cloze item (the longest ending is 87 tokens of this BPE)."""
     import dataclasses
     import json
 

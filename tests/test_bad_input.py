@@ -1267,3 +1267,237 @@ def test_i23_15_an_evaluation_batch_too_large_is_refused_naming_eval_batch_size(
     refusal = fit_refusal(cfg, "r")
     assert refusal is not None and "eval.batch_size=50000000" in refusal, refusal
     assert "a smaller eval.batch_size" in refusal and "grad_accum" not in refusal, refusal
+
+
+# Items 3, 7-13 of issue 23 ("nothing silent, nothing lost"): each case is named by its item.
+def _downstream_records(model: str, value: float, limit: int | None) -> list[dict]:
+    return [{"model": model, "after_task": "en", "task_index": 0, "task": task, "metric": metric, "filter": "none",
+             "value": value, "stderr": 0.02, "n_samples": limit or 345, "group": False, "limit": limit}
+            for task in ("bible_cloze_en", "bible_cloze_fr") for metric in ("acc", "acc_mutual_info")]
+
+
+@pytest.mark.parametrize("case", ["i23_03_limit_never_replaces_full_scores"])
+def test_limited_downstream_scores_are_kept_apart_from_full_ones(case, tmp_path):
+    """`mer.downstream --limit 100` after a full-set scoring: the full records stay, the limited ones sit beside
+    them, the report's table shows the full score; a model scored only on a subset is marked `(limit N)`."""
+    from analysis.downstream import downstream_table, read_downstream
+    from mer.evaluation.harness import read_records, record_results
+
+    run = tmp_path / "run"
+    run.mkdir()
+    full = _downstream_records("after_en", 0.40, None)
+    record_results(run, full)
+    record_results(run, _downstream_records("after_en", 0.30, 100) + _downstream_records("after_fr", 0.35, 100))
+    records = read_records(run)
+    assert [r for r in records if r["limit"] is None] == full  # not one full-set record replaced
+    assert len([r for r in records if r["limit"] == 100]) == 8
+    record_results(run, _downstream_records("after_en", 0.31, 100))  # the same limit again replaces its own records
+    assert len(read_records(run)) == 4 + 8
+    table = downstream_table(read_downstream([("run", run)])[0]).set_index("model")
+    assert table.loc["after_en", "bible_cloze_en acc_mutual_info"] == "0.400 ± 0.020"
+    assert table.loc["after_fr", "bible_cloze_en acc_mutual_info"] == "0.350 ± 0.020 (limit 100)"
+
+
+# A run continued from a Hugging Face model as a user downloads one: a tiny Qwen2 in a folder of the Hub's cache
+# (models--<org>--<name>/snapshots/<rev>), with a list of end-of-text ids, sampling settings and a licence.
+def _hub_like_base(folder: Path, tokenizer_dir: Path) -> Path:
+    from mer_testing import save_tiny_llama
+    from transformers import AutoTokenizer
+
+    save_tiny_llama(folder, tokenizer_dir, architecture="qwen2")
+    eos = AutoTokenizer.from_pretrained(str(tokenizer_dir)).eos_token_id
+    config = json.loads((folder / "config.json").read_text())
+    config.update(bos_token_id=eos, eos_token_id=[eos, 3])
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "generation_config.json").write_text(json.dumps({
+        "bos_token_id": eos, "eos_token_id": [eos, 3], "do_sample": True, "temperature": 0.6, "top_p": 0.9}))
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny qwen\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def continued_run(small_bible, tmp_path_factory):
+    """A completed two-task run continued from `_hub_like_base`, with export_each_task, eval.downstream on
+    bible_cloze_en (2 items) and MLflow: (run dir, base folder, summary). Tests change copies only."""
+    import dataclasses
+
+    from mer_testing import tiny_run_config
+
+    from mer.config.run_config import EvalConfig, RunConfig
+    from mer.launch.runner import run_training
+    from mer.model.llama import get_preset
+    from mer.trackers.config import LoggerConfig, MlflowConfig
+
+    root = tmp_path_factory.mktemp("continued")
+    base = _hub_like_base(root / "hub" / "models--acme--tiny-qwen" / "snapshots" / "0123abc",
+                          small_bible[1].tokenizer_dir)
+    data = dataclasses.replace(small_bible[0], tasks=small_bible[0].tasks[:2])
+    cfg = tiny_run_config(data, root / "runs", export_each_task=True, logger=LoggerConfig(mlflow=MlflowConfig()),
+                          eval=EvalConfig(every=8, batch_size=4, downstream=["bible_cloze_en"], downstream_limit=2),
+                          model=dataclasses.replace(get_preset("cpu-0.5m", seq_len=32), init_from=str(base)))
+    cfg = RunConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})  # init_from's checks again
+    summary = run_training(cfg, "run", _resolved(cfg))
+    return root / "runs" / "run", base, summary
+
+
+def _run_copy(continued_run, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(continued_run[0], tmp_path / "runs" / "run")
+    return tmp_path / "runs" / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["i23_08_export_keeps_generation_config_and_eos_list"])
+def test_export_keeps_the_base_models_generation_config_and_eos_ids(case, continued_run, tmp_path):
+    run, base, _ = continued_run
+    proc = run_cli("mer.export", [str(run), "--out", str(tmp_path / "out")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wanted = json.loads((base / "generation_config.json").read_text())
+    for folder in (tmp_path / "out", run / "models" / "after_fr"):  # the command's export and export_each_task's
+        generation = json.loads((folder / "generation_config.json").read_text())
+        assert {k: generation.get(k) for k in wanted} == wanted, folder
+        assert json.loads((folder / "config.json").read_text())["eos_token_id"] == wanted["eos_token_id"], folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["i23_09_base_tokenizer_replaced", "i23_09_base_folder_gone",
+                                  "i23_09_kept_tokenizer_edited"])
+def test_export_ships_the_tokenizer_the_run_was_trained_with(case, continued_run, tmp_path):
+    """The run directory keeps its tokenizer (`tokenizer/`, its hash in summary.json) and the base model's configs:
+    it exports on its own whatever happens to model.init_from; a changed copy is refused naming it."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    run, base, summary = continued_run
+    run = _run_copy(continued_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    moved = tmp_path / "base"
+    shutil.copytree(base, moved)
+    config["model"]["init_from"] = config["data"]["tokenizer"]["path"] = str(moved)
+    (run / "config.json").write_text(json.dumps(config))
+    if case == "i23_09_base_tokenizer_replaced":  # a smaller tokenizer whose end-of-text id is 0
+        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+
+        small = Tokenizer(models.BPE())
+        small.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        small.train_from_iterator(["a b c"], trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
+                                                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (moved / name).unlink(missing_ok=True)
+        PreTrainedTokenizerFast(tokenizer_object=small, eos_token="<eos>").save_pretrained(str(moved))
+    elif case == "i23_09_base_folder_gone":
+        shutil.rmtree(moved)
+    else:
+        (run / "tokenizer" / "tokenizer.json").write_text("{}")
+    before = snapshot(run)
+    proc = run_cli("mer.export", [str(run), "--out", str(tmp_path / "out")])
+    if case == "i23_09_kept_tokenizer_edited":
+        line = _one_line_refusal(proc, "has changed since training")
+        assert str(run / "tokenizer") in line and summary["tokenizer_files_hash"] in line, line
+        assert not (tmp_path / "out").exists()
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        exported = AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+        trained = AutoTokenizer.from_pretrained(str(base))
+        assert exported.get_vocab() == trained.get_vocab() and exported.eos_token_id == trained.eos_token_id
+    assert_unchanged(before, snapshot(run))
+
+
+def _damage_weights(folder: Path, case: str) -> None:
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if case == "i23_10_header_corrupted":
+        data[0:8] = (2**40).to_bytes(8, "little")
+        weights.write_bytes(bytes(data))
+    elif case == "i23_10_truncated":
+        weights.write_bytes(bytes(data[: len(data) - 1000]))
+    else:
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(weights))
+        tensors["model.layers.0.mlp.up_proj.weight"][0, 0] = float("nan")
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["i23_10_header_corrupted", "i23_10_truncated", "i23_10_nan_weights"])
+def test_damaged_base_weights_are_refused_before_any_work(case, small_bible, tmp_path):
+    from mer_testing import save_tiny_llama, small_bible_cli_overrides
+
+    base = save_tiny_llama(tmp_path / "base", small_bible[1].tokenizer_dir)
+    _damage_weights(base, case)
+    runs, data = tmp_path / "runs", Path(small_bible[0].data_dir)
+    runs.mkdir()  # Hydra's own output folder (hydra.run.dir) is the runs folder: made before any check
+    before = snapshot(tmp_path, data)
+    proc = run_cli("mer.run", [*small_bible_cli_overrides(data), f"model.init_from={base}", f"runs_dir={runs}"])
+    needle = {"i23_10_header_corrupted": "is damaged", "i23_10_truncated": "is truncated",
+              "i23_10_nan_weights": "non-finite"}[case]
+    line = _one_line_refusal(proc, needle)
+    assert str(base / "model.safetensors") in line and "model.init_from=" in line, line
+    if case == "i23_10_nan_weights":
+        assert "model.layers.0.mlp.up_proj.weight" in line and "not the learning rate" in line, line
+    assert_unchanged(before, snapshot(tmp_path, data))  # no run directory, no data written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["i23_11_model_card_front_matter"])
+def test_the_model_card_names_the_architecture_the_hub_base_and_a_licence(case, continued_run, tmp_path):
+    from mer.hf.model_card import model_card
+
+    run, _, _ = continued_run
+    for folder in (run / "models" / "after_en", run / "models" / "after_fr"):
+        front = (folder / "README.md").read_text().split("---")[1]
+        assert "- qwen2\n" in front and "- llama\n" not in front, front
+        assert 'base_model: "acme/tiny-qwen"' in front and "license: apache-2.0" in front, front
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["init_from"] = str(tmp_path)  # a base known only by its local path: no base_model, licence other
+    local = model_card("run", config, ["en"], None, None, model_type="mistral").split("---")[1]
+    assert "base_model" not in local and "license: other" in local and "- mistral\n" in local, local
+    config["model"]["init_from"] = None  # from random weights on the Bible source alone: mer's licence
+    assert "license: mit" in model_card("run", config, ["en"], None, None).split("---")[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["i23_12_downstream_scores_reach_mlflow"])
+def test_downstream_scores_during_training_reach_the_trackers(case, continued_run):
+    from mlflow.tracking import MlflowClient
+
+    run, _, summary = continued_run
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if r["event"] == "downstream"]
+    assert [(r["task"], r["step"]) for r in scored] == [("en", summary["steps_per_task"]["en"]),
+                                                        ("fr", summary["totals"]["steps"])]
+    state = json.loads((run / "trackers.json").read_text())["mlflow"]
+    client = MlflowClient(tracking_uri=state["tracking_uri"])
+    history = client.get_metric_history(state["run_id"], "downstream/bible_cloze_en/acc_mutual_info")
+    assert [(m.step, m.value) for m in history] == [(r["step"], r["bible_cloze_en"]["acc_mutual_info"])
+                                                    for r in scored]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["i23_13_prepare_takes_init_from"])
+def test_prepare_takes_init_from_and_the_run_records_its_cloze_folder_without_warnings(case, continued_run,
+                                                                                      small_bible, tmp_path):
+    import shutil
+
+    from mer_testing import small_bible_cli_overrides
+
+    run, base, summary = continued_run
+    assert summary["cloze_dir"] and (Path(summary["cloze_dir"]) / "_bible_cloze.yaml").is_file()
+    assert json.loads((run / "summary.json").read_text())["cloze_dir"] == summary["cloze_dir"]
+    short = tmp_path / "short"  # a tokenizer that says its model takes 16 positions: documents are longer
+    shutil.copytree(base, short)
+    tokenizer_config = json.loads((short / "tokenizer_config.json").read_text())
+    (short / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "model_max_length": 16}))
+    data = tmp_path / "data"
+    args = [a for a in small_bible_cli_overrides(data) if a.startswith("data.")]
+    proc = run_cli("mer.data.prepare", [*args, f"model.init_from={short}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Token indices sequence length" not in proc.stdout + proc.stderr
+    assert "downstream task bible_cloze" in proc.stdout
+    from mer.files.hashing import tokenizer_files_hash
+
+    assert f"tokenizer {tokenizer_files_hash(short)} " in proc.stdout  # the model's, as `mer.run` will use

@@ -1,7 +1,8 @@
 """Entry point: `python -m mer.data.prepare [data=...] [data.data_dir=...]`.
 
 Builds the tokenizer and token shards of a task sequence once (later calls reuse the cache) and
-prints tokens per task and split.
+prints tokens per task and split. `model.init_from=DIR` prepares with that model's tokenizer, exactly as
+`python -m mer.run model.init_from=DIR` will (the same cache), checked the same way.
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ register_configs()
 @hydra.main(config_path="pkg://mer.conf", config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        unknown = sorted(set(cfg) - {"data"})  # `+key=value` at the top: prepare reads only the data group
+        unknown = sorted(set(cfg) - {"data", "model"})  # `+key=value` at the top: prepare reads only these
+        unknown += sorted(f"model.{key}" for key in set(cfg.get("model") or {}) - {"init_from"})
         if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}: python -m mer.data.prepare reads only data.*")
+            raise ValueError(f"unknown config key(s) {unknown}: python -m mer.data.prepare reads only data.* and "
+                             "model.init_from")
         data_cfg = to_dataclass(cfg.data, DataConfig, prefix="data.")
+        init_from = (cfg.get("model") or {}).get("init_from")
+        if init_from is not None:  # the run's tokenizer: the model's own unless data.tokenizer.path says otherwise
+            from mer.model.pretrained import check_model_directory, check_tokenizer
+
+            check_model_directory(str(init_from))
+            data_cfg.tokenizer.path = check_tokenizer(str(init_from), data_cfg.tokenizer.path)
     except ValueError as error:
         usage_exit(str(error))
     try:

@@ -102,7 +102,9 @@ def write_split(documents: Iterable[str], tokenizer, path: Path, dtype: np.dtype
     with open(path, "wb") as handle:
         for batch in _batches(documents, 256):
             # The Rust tokenizer encodes a batch on all cores.
-            encoded = tokenizer([piece for piece, _ in batch], add_special_tokens=False)["input_ids"]
+            # verbose=False: documents are meant to be longer than the tokenizer's model_max_length (they are cut
+            # into blocks later); transformers would warn "Token indices sequence length is longer..." at every run.
+            encoded = tokenizer([piece for piece, _ in batch], add_special_tokens=False, verbose=False)["input_ids"]
             ends = [ends_document for _, ends_document in batch]
             flat = np.fromiter(
                 chain.from_iterable(ids + [eos] if last else ids for ids, last in zip(encoded, ends, strict=True)),

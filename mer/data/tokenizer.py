@@ -18,6 +18,7 @@ from mer.data.atomic import atomic_directory
 from mer.data.config import TokenizerConfig
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.tokenizer_check import check_user_tokenizer, record_tokenizer_files, verify_cached_tokenizer
+from mer.files.hashing import tokenizer_files_hash
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +54,11 @@ def tokenizer_hash(corpora: Sequence[TaskCorpus], cfg: TokenizerConfig) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-# Files of a model directory that are not the tokenizer: a model's folder is also its tokenizer's
-# (model.init_from), and hashing gigabytes of weights to name a token cache would be slow and pointless.
-_NOT_TOKENIZER_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt", ".onnx")
-_NOT_TOKENIZER_NAMES = ("config.json", "generation_config.json", "model.safetensors.index.json",
-                        "pytorch_model.bin.index.json")
-
-
 def _directory_hash(directory: Path) -> str:
     if not directory.is_dir():
         raise DataError(f"data.tokenizer.path={str(directory)!r} is not a directory; give the folder that holds "
                         "tokenizer.json (as written by save_pretrained)")
-    digest = hashlib.sha256()
-    files = (p for p in directory.iterdir()
-             if p.is_file() and p.suffix not in _NOT_TOKENIZER_SUFFIXES and p.name not in _NOT_TOKENIZER_NAMES)
-    for path in sorted(files):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return tokenizer_files_hash(directory)
 
 
 def train_bpe(corpora: Sequence[TaskCorpus], cfg: TokenizerConfig, out_dir: Path) -> None:
@@ -139,7 +127,7 @@ def check_coverage(tokenizer, corpus: TaskCorpus, sample_chars: int = 20_000) ->
     if not sample.strip():
         raise DataError(f"task {corpus.name!r}: the validation split is empty ({corpus.description}); "
                         "give val_files or more text")
-    ids = tokenizer.encode(sample, add_special_tokens=False)
+    ids = tokenizer.encode(sample, add_special_tokens=False, verbose=False)  # a long sample on purpose: no warning
     n_bytes = len(sample.encode("utf-8"))
     unk_id = tokenizer.unk_token_id
     unk_share = (sum(1 for i in ids if i == unk_id) / len(ids)) if unk_id is not None else 0.0

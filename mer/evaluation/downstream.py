@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_records(records))
+    if args.limit is not None:  # say it: these are not the full-set scores, which downstream.jsonl keeps apart
+        print(f"scores on at most {args.limit} documents per task (--limit {args.limit}); full-set scores of the "
+              "same models, if any, are kept beside them and the report shows those")
     print(f"{len(records)} records -> {args.run_dir / 'downstream.jsonl'}")
     return 0
 

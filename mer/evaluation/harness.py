@@ -6,7 +6,9 @@ The model always goes through the harness' own Hugging Face class (`HFLM`), so t
 `lm_eval --model hf` gives for the same folder.
 
 Results become records, one per model x task x metric, in `<run dir>/downstream.jsonl` (fields in
-docs/run_directory.md); writing them again for the same model, task and metric replaces the old ones.
+docs/run_directory.md); writing them again for the same model, task, metric and `limit` replaces the old ones.
+Scores on a subset (`--limit N`, `eval.downstream_limit`) are kept apart from full-set scores: they never
+replace them, nor are they replaced by them.
 Task names are looked up first among the given task folders alone (the built-in `bible_cloze` needs
 nothing else, and indexing the harness' 10,000+ tasks takes seconds), then among all of the harness'.
 """
@@ -155,10 +157,11 @@ def headline(records: list[dict[str, Any]], names: Sequence[str] | None = None) 
 
 
 def record_results(run_dir: Path, records: list[dict[str, Any]]) -> Path:
-    """Add `records` to the run's downstream.jsonl, replacing earlier records of the same model, task, metric and
-    filter; written atomically (a reader sees the old file or the new one)."""
+    """Add `records` to the run's downstream.jsonl, replacing earlier records of the same model, task, metric,
+    filter and limit (a score on N documents never replaces a full-set score, module docstring); written
+    atomically (a reader sees the old file or the new one)."""
     path = run_dir / DOWNSTREAM_FILE
-    key = lambda r: (r.get("model"), r.get("task"), r.get("metric"), r.get("filter"))  # noqa: E731
+    key = lambda r: (r.get("model"), r.get("task"), r.get("metric"), r.get("filter"), r.get("limit"))  # noqa: E731
     new = {key(r) for r in records}
     kept = [r for r in read_records(run_dir) if key(r) not in new]
     write_atomic(path, "".join(strict_dumps(r) + "\n" for r in kept + records))

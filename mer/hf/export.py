@@ -59,15 +59,22 @@ def _skeleton(config) -> torch.nn.Module:
 
 
 def write_hf_model(out: Path, config, tokenizer_dir: Path, card: str, model: torch.nn.Module | None = None,
-                   state_dict: dict[str, torch.Tensor] | None = None, dtype: torch.dtype = torch.float32) -> Path:
+                   state_dict: dict[str, torch.Tensor] | None = None, dtype: torch.dtype = torch.float32,
+                   generation_dir: Path | None = None) -> Path:
     """Write a save_pretrained folder at `out` atomically: the weights of `model` (or `state_dict`, whole tensors,
-    loaded into a model of `config`) in `dtype`, the config ready for inference (KV cache on, the tokenizer's
-    special tokens), the tokenizer in `tokenizer_dir` and `card` as README.md."""
+    loaded into a model of `config`) in `dtype`, the config ready for inference (KV cache on; the special-token
+    ids `config` has, the tokenizer's where it has none), the generation config of `generation_dir` (the base
+    model's, which holds its sampling settings and end-of-text ids) or else one made from the config, the tokenizer
+    in `tokenizer_dir` and `card` as README.md."""
     from transformers import AutoTokenizer, GenerationConfig
 
     if model is None and state_dict is None:
         raise ValueError("write_hf_model needs a model or a state dict")
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    if len(tokenizer) > int(config.vocab_size):
+        raise ExportError(f"the tokenizer in {tokenizer_dir} has {len(tokenizer):,} tokens but the model has "
+                          f"{int(config.vocab_size):,} embedding rows: it is not the tokenizer the model was trained "
+                          "with; restore that one")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -82,24 +89,32 @@ def write_hf_model(out: Path, config, tokenizer_dir: Path, card: str, model: tor
     saved.use_cache = True  # the trainer turns the KV cache off; generation wants it
     saved.dtype = dtype
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        setattr(saved, name, getattr(tokenizer, name))
+        # A base model's ids stay (Llama 3 ends text with any of several ids); a model mer built has none.
+        if getattr(saved, name, None) is None:
+            setattr(saved, name, getattr(tokenizer, name))
     saved.save_pretrained(str(staging))
-    GenerationConfig.from_model_config(saved).save_pretrained(str(staging))
+    if generation_dir is not None and (generation_dir / "generation_config.json").is_file():
+        generation = GenerationConfig.from_pretrained(str(generation_dir), local_files_only=True)
+    else:
+        generation = GenerationConfig.from_model_config(saved)
+    generation.save_pretrained(str(staging))
     tokenizer.save_pretrained(str(staging))
     (staging / "README.md").write_text(card, encoding="utf-8")
     publish_directory(staging, out)  # the old folder goes only once the new one is in place
     return out
 
 
-def model_config(config: dict[str, Any], vocab_size: int):
-    """The transformers config of a run's model: the base model's (model.init_from) or built from the shape."""
+def model_config(config: dict[str, Any], vocab_size: int, run_dir: Path | None = None):
+    """The transformers config of a run's model: the base model's (model.init_from; the copy the run directory
+    keeps, `mer.hf.run_files`, else the base folder's) or built from the shape."""
     from transformers import AutoConfig
 
+    from mer.hf.run_files import kept_base_model
     from mer.model.llama import ModelConfig, llama_config
 
     model = dict(config["model"])
     if model.get("init_from"):
-        base = Path(model["init_from"]).expanduser()
+        base = (kept_base_model(run_dir) if run_dir is not None else None) or Path(model["init_from"]).expanduser()
         if not (base / "config.json").is_file():
             raise ExportError(f"the run continued pre-training {base}, whose config.json is gone; the export needs it "
                               "(restore the folder)")
@@ -107,8 +122,28 @@ def model_config(config: dict[str, Any], vocab_size: int):
     return llama_config(ModelConfig(**model), vocab_size)
 
 
-def tokenizer_dir(config: dict[str, Any], summary: dict[str, Any]) -> Path:
-    """The folder of the tokenizer a run was trained with: data.tokenizer.path, else the cached BPE."""
+def base_generation_dir(config: dict[str, Any], run_dir: Path) -> Path | None:
+    """Where the base model's generation_config.json is (the run directory's copy first); None from scratch."""
+    from mer.hf.run_files import kept_base_model
+
+    init_from = config["model"].get("init_from")
+    return (kept_base_model(run_dir) or Path(init_from).expanduser()) if init_from else None
+
+
+def tokenizer_dir(config: dict[str, Any], summary: dict[str, Any], run_dir: Path | None = None) -> Path:
+    """The folder of the tokenizer a run was trained with: the copy its run directory keeps (checked against
+    summary.json, `mer.hf.run_files`), else (older runs) data.tokenizer.path, checked against the run's
+    tokenizer hash, or the cached BPE."""
+    from mer.files.hashing import tokenizer_files_hash
+    from mer.hf.run_files import RunFilesChanged, kept_tokenizer
+
+    if run_dir is not None:
+        try:
+            kept = kept_tokenizer(run_dir, summary)
+        except RunFilesChanged as error:
+            raise ExportError(str(error)) from None
+        if kept is not None:
+            return kept
     data = config["data"]
     path = data["tokenizer"].get("path")
     folder = (Path(path).expanduser() if path else
@@ -116,6 +151,11 @@ def tokenizer_dir(config: dict[str, Any], summary: dict[str, Any]) -> Path:
     if not folder.is_dir():
         raise ExportError(f"the run's tokenizer {folder} is gone; prepare the run's data again "
                           "(`python -m mer.data.prepare` with the same data settings) to rebuild it")
+    recorded = summary.get("tokenizer_hash")
+    if path and recorded and tokenizer_files_hash(folder) != recorded:  # a user tokenizer's hash is its files'
+        raise ExportError(f"the tokenizer in {folder} has changed since the run was trained with it (tokenizer hash "
+                          f"{tokenizer_files_hash(folder)}, summary.json records {recorded}); restore the tokenizer "
+                          "the run was trained with")
     return folder
 
 
@@ -180,7 +220,7 @@ def export_run(run_dir: Path, out: Path, after_task: str | None = None, dtype: s
 
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32, local_files_only=True)
         return write_hf_model(out, model.config, source, (source / "README.md").read_text(encoding="utf-8"),
-                              model=model, dtype=DTYPES[dtype])
+                              model=model, dtype=DTYPES[dtype], generation_dir=source)
     state, step = _final_state(run_dir)
     vocab_size = int(state["model.embed_tokens.weight"].shape[0])
     completed = summary.get("status") == "completed"
@@ -190,10 +230,11 @@ def export_run(run_dir: Path, out: Path, after_task: str | None = None, dtype: s
     losses = None
     if completed and summary.get("loss_matrix"):
         losses = dict(zip(tasks, summary["loss_matrix"][-1]))
+    hf_config = model_config(config, vocab_size, run_dir)
     card = model_card(summary.get("run_name") or run_dir.name, config, tasks, None, losses,
-                      summary if completed else None)
-    return write_hf_model(out, model_config(config, vocab_size), tokenizer_dir(config, summary), card,
-                          state_dict=state, dtype=DTYPES[dtype])
+                      summary if completed else None, model_type=hf_config.model_type)
+    return write_hf_model(out, hf_config, tokenizer_dir(config, summary, run_dir), card, state_dict=state,
+                          dtype=DTYPES[dtype], generation_dir=base_generation_dir(config, run_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from mer.data.stream import TaskSequence
 from mer.evaluation import metrics as metric_maths
 from mer.evaluation.windows import eval_fingerprint, fingerprint_id
 from mer.hf.export import exported_models
+from mer.hf.run_files import TOKENIZER_DIR, keep_run_files
 from mer.parallel import distributed
 from mer.parallel.sharding import check_parallel
 from mer.rundir.checkpoint import find_checkpoint
@@ -214,6 +215,10 @@ def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist:
            run_dir: Path, previous: dict[str, Any] | None, sharded: bool, status: StatusWriter) -> dict[str, Any]:
     config_path = run_dir / CONFIG_JSON
     prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
+    if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
+        raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
+                        f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "
+                        f"with, or {start_over_hint(run_dir)}")
     # The global block order (world size 1): every rank knows all blocks of a step and reads its own rows.
     sequence = TaskSequence(
         prepared.shards, cfg.model.seq_len, cfg.n_new_per_step, cfg.seed, cfg.task_budgets, cfg.data.budget_steps,
@@ -231,24 +236,28 @@ def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist:
     from mer.training.trainer import Trainer
 
     task_folders = [prepared.cloze_dir] if prepared.cloze_dir is not None else []
-    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir, dist, prepared.tokenizer_dir, task_folders)
+    # The run directory keeps its tokenizer (and a base model's configs) so that it exports on its own, whatever
+    # happens later to the data folder or to model.init_from (mer.hf.run_files); rank 0 alone exports and scores.
+    files_hash, tokenizer_dir = None, prepared.tokenizer_dir
+    if dist.is_main:
+        files_hash = keep_run_files(run_dir, prepared.tokenizer_dir, cfg.model.init_from)
+        tokenizer_dir = run_dir / TOKENIZER_DIR
+    trainer = Trainer(cfg, sequence, len(prepared.tokenizer), run_dir, dist, tokenizer_dir, task_folders)
     summary: dict[str, Any] = {
         "status": RUNNING, "error": None, "run_name": run_name, "tasks": sequence.names,
         "n_params": trainer.n_params, "n_params_nonembedding": trainer.n_params_nonembedding,
-        "tokenizer_hash": prepared.tokenizer_hash, "metrics": None, "loss_matrix": None, "totals": None,
+        "tokenizer_hash": prepared.tokenizer_hash, "tokenizer_files_hash": files_hash, "metrics": None, "loss_matrix": None, "totals": None,
         "wall_time_s": 0.0, "versions": versions(), "world_size": dist.world_size,
         "sharded": sharded,
         "steps_per_task": {t.name: t.steps for t in sequence.tasks},
         "init_from": cfg.model.init_from, "exported_models": exported_models(run_dir, sequence.names),
+        # The harness task folder of the built-in bible_cloze (`lm_eval --include_path`), as preparation printed it.
+        "cloze_dir": str(prepared.cloze_dir) if prepared.cloze_dir is not None else None,
     }
     # Which tokens, windows and tokenizer the losses were measured on: the analysis compares only runs that agree.
     fingerprint = eval_fingerprint(prepared.tokenizer_hash, *cfg.eval.windows(cfg.model.seq_len),
                                    {task.name: task.eval_tokens for task in sequence.tasks})
     summary.update(eval_fingerprint=fingerprint, eval_fingerprint_id=fingerprint_id(fingerprint))
-    if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
-        raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
-                        f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "
-                        f"with, or {start_over_hint(run_dir)}")
     if dist.is_main:  # this attempt's commit and command; not in the config, so newer code may resume the run
         summary["provenance"] = record_attempt(run_dir, previous)
         status.summary = summary

@@ -5,6 +5,8 @@ the tokenizer too). Everything that can be refused is refused while the config i
 data is read (`check_model_directory` from `ModelConfig`, `check_tokenizer` from `RunConfig`):
 
 - a path that is not a directory, or a directory without config.json or without weights: not a model;
+- a weight file that is missing, unreadable or truncated (`mer.model.weight_files`; the command also reads
+  every weight for NaN and inf before it starts);
 - an architecture the trainer cannot train, named: the trainer needs a decoder-only causal LM whose blocks
   are `.model.layers` (FSDP shards them), whose forward takes `logits_to_keep` and that runs with SDPA
   attention and without a cache: the Llama family in `TRAINABLE_ARCHITECTURES`;
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from mer.model.weight_files import check_weight_files
 
 TRAINABLE_ARCHITECTURES: tuple[str, ...] = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                                             "Qwen3ForCausalLM")
@@ -57,6 +61,7 @@ def check_model_directory(path: str) -> dict[str, Any]:
     if not any((directory / name).is_file() for name in WEIGHT_FILES):
         raise ValueError(f"{where} is not a model directory: it has a config.json but no weights "
                          f"({' or '.join(WEIGHT_FILES[:2])}); save the model with save_pretrained")
+    check_weight_files(path)  # headers and sizes: a corrupted or truncated file is named now, not mid-load
     architecture = architecture_of(config)
     if architecture not in TRAINABLE_ARCHITECTURES:
         raise ValueError(f"{where} holds a {architecture} (model_type {config['model_type']!r}), which this trainer "

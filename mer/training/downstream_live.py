@@ -4,7 +4,8 @@ The trainer calls `score` on rank 0 after the boundary evaluation. Records go to
 downstream.jsonl exactly as `python -m mer.downstream` writes them (model `after_<task>`, source
 `training`), the tokens the harness forwarded are counted as evaluation FLOPs (a forward pre-hook counts
 every input token, padding included, so the count is what was computed), and a short note with the
-scores is shown in the progress line until the next boundary.
+scores is shown in the progress line until the next boundary. The scores also become one metrics.jsonl record
+(`scores_record`, event `downstream`), which the experiment trackers mirror like every other record.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class LiveDownstream:
         self.run_dir, self.version = run_dir, harness_version()
         self.note = ""
         """Shown in the progress line: the last boundary's scores."""
+        self.scores: dict[str, dict[str, float]] = {}
+        """The last boundary's scores: harness task (or group) -> metric (and `<metric>_stderr`) -> value."""
 
     def score(self, model: torch.nn.Module, task_name: str, task_index: int, step: int, bf16: bool) -> int:
         """Score `model` (left in eval mode), record the results as the model after `task_name`; tokens forwarded."""
@@ -61,8 +64,22 @@ class LiveDownstream:
             record.update(model=f"after_{task_name}", after_task=task_name, task_index=task_index, step=step,
                           source="training", harness=self.version)
         record_results(self.run_dir, records)
+        self.scores = {}
+        for r in records:
+            mine = self.scores.setdefault(r["task"], {})
+            mine[r["metric"]] = r["value"]
+            if r.get("stderr") is not None:
+                mine[f"{r['metric']}_stderr"] = r["stderr"]
         seconds = time.perf_counter() - started
         self.note = f"after {task_name}: " + ", ".join(
             f"{r['task']} {r['metric']} {r['value']:.3f}" for r in headline(records, self.tasks)) + f" ({seconds:.0f} s)"
         log.info("downstream %s", self.note)
         return forwarded[0]
+
+
+def scores_record(base: dict, scores: dict[str, dict[str, float]]) -> dict:
+    """The metrics.jsonl record of a boundary's downstream scores: event `downstream`, the step, task and task index
+    of `base` (the trainer's record fields), and per harness task its metrics, which the trackers show as
+    `downstream/<harness task>/<metric>` (mer.trackers.records)."""
+    kept = {key: base[key] for key in ("step", "task", "task_index") if key in base}
+    return {"event": "downstream", **kept, **{task: dict(values) for task, values in scores.items()}}

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +45,7 @@ def export_task_model(model: torch.nn.Module, cfg: RunConfig, run_dir: Path, tok
     them; the others wait. Written atomically (`mer.hf.export.write_hf_model`)."""
     from mer.hf.export import task_model_dir, write_hf_model
     from mer.hf.model_card import model_card
+    from mer.hf.run_files import kept_base_model
 
     state = None
     if sharded:
@@ -54,19 +55,26 @@ def export_task_model(model: torch.nn.Module, cfg: RunConfig, run_dir: Path, tok
     if dist.is_main:
         if tokenizer_dir is None:
             raise ValueError("export_each_task needs the tokenizer's folder (Trainer(tokenizer_dir=...))")
-        card = model_card(run_dir.name, asdict(cfg), task_names, task_name, losses)
+        card = model_card(run_dir.name, asdict(cfg), task_names, task_name, losses, model_type=model.config.model_type)
         write_hf_model(task_model_dir(run_dir, task_name), model.config, tokenizer_dir, card,
-                       model=None if sharded else model, state_dict=state)
+                       model=None if sharded else model, state_dict=state, generation_dir=kept_base_model(run_dir))
         log.info("task %s: model kept in %s", task_name, task_model_dir(run_dir, task_name))
     dist.barrier()
 
 
 def score_downstream(downstream: LiveDownstream, model: torch.nn.Module, task_names: list[str], task_name: str,
-                     step: int, bf16: bool, dist: Distributed, flops: FlopCounter) -> None:
+                     step: int, bf16: bool, dist: Distributed, flops: FlopCounter,
+                     append: Callable[[dict], None] | None = None, base_record: dict | None = None) -> None:
     """eval.downstream at the end of `task_name`: rank 0 scores the live model; the others wait. The tokens it
-    forwarded count as evaluation FLOPs on every rank."""
+    forwarded count as evaluation FLOPs on every rank. `append` (rank 0's metrics.jsonl, None elsewhere) gets the
+    scores as one record made from `base_record` (`scores_record`), so the experiment trackers show them."""
     forwarded = torch.zeros((), dtype=torch.float64, device=dist.device)
     if dist.is_main:
         forwarded += downstream.score(model, task_name, task_names.index(task_name), step, bf16)
         model.train()
     flops.add_eval(int(dist.sum(forwarded).item()))
+    if append is not None and downstream.scores:
+        from mer.training.downstream_live import scores_record
+
+        append(scores_record(base_record or {"step": step, "task": task_name,
+                                             "task_index": task_names.index(task_name)}, downstream.scores))

@@ -324,7 +324,8 @@ class Trainer:
     def _score_downstream(self, task_name: str) -> None:
         started = time.perf_counter()
         task_boundary.score_downstream(self.downstream, self.model, self.sequence.names, task_name, self.position.step,
-                         self.cfg.precision == "bf16", self.dist, self.flops)
+                         self.cfg.precision == "bf16", self.dist, self.flops,
+                         self.metrics.append if self.metrics is not None else None, self._record("downstream"))
         self.overhead_s += time.perf_counter() - started
 
     # ---------------------------------------------------------------- helpers
