@@ -15,9 +15,10 @@ step     tokens/s of `Trainer.train_step` (alpha=0, k=0: the trainer's per-step 
          checkpoint) against a minimal PyTorch loop: the same `build_model` model and seed, the same
          AdamW from `build_optimizer`, the same blocks of the same shard read with numpy, cross-entropy,
          clip, step, zero_grad, nothing else. Ratio trainer/plain, target >= 0.95.
-fit      a short `Trainer.fit()` (alpha=0, k=0) with the default config's intervals (eval every 100
-         steps, log every 25, checkpoint every 500, plus the initial and task-boundary evaluations and
-         the boundary checkpoint) and the default budget of 200,000 new tokens per task, against the
+fit      a short `Trainer.fit()` (alpha=0, k=0) with the default run's evaluation, log and checkpoint
+         intervals and held-out span (composed from conf/: eval every 100 steps on 2,048 tokens a task, log
+         every 25, plus the initial and task-boundary evaluations and the boundary checkpoint) and its
+         budget (40,960 new tokens per task), against the
          plain loop doing the same number of steps. With 1 task (default `--fit-tasks`) a run has the
          same eval/checkpoint rate per step as the full default 5-task run. Ratio reported apart.
 alignment  the same short fit() (default intervals: eval every 100 steps) with eval.grad_alignment off and on, over

@@ -23,20 +23,35 @@ from mer.optim.schedule import OptimConfig, build_optimizer
 from mer.replay.buffer import BufferConfig
 from mer.training.trainer import Trainer
 
-DEFAULT_BUDGET_TOKENS = DataConfig().budget_tokens  # the default new tokens per task
+
+def _default_run() -> RunConfig:
+    """The config `python -m mer.run` composes with no overrides (conf/config.yaml and its groups)."""
+    from hydra import compose, initialize_config_module
+
+    import mer.run  # noqa: F401  (registers the configs, as the command does)
+    from mer.config.run_config import to_dataclass
+
+    with initialize_config_module(config_module="mer.conf", version_base="1.3"):
+        return to_dataclass(compose("config"), RunConfig)
+
+
+DEFAULT_RUN = _default_run()
+DEFAULT_BUDGET_TOKENS = DEFAULT_RUN.data.budget_tokens  # the default run's new tokens per task
 
 
 def run_config(model: str, batch: int, alpha: float, k: int, prefetch: bool, data_dir: str, runs_dir: str,
                seq_len: int | None) -> RunConfig:
-    """The default config (conf/config.yaml + groups) built by hand, with the given knobs."""
+    """The default run's config with the given knobs: its held-out span, evaluation, log and checkpoint intervals
+    as composed from conf/ (so the benchmark follows the default), the model and batch chosen here."""
     model_cfg = get_preset(model) if seq_len is None else get_preset(model, seq_len=seq_len)
     return RunConfig(
         alpha=alpha, k=k, eps=0.1, seed=0, model=model_cfg,
-        data=DataConfig(data_dir=data_dir),
+        data=DataConfig(data_dir=data_dir, eval_tokens=DEFAULT_RUN.data.eval_tokens),
         optim=OptimConfig(lr=3e-3, min_lr=3e-4, batch_size=batch),  # conf/optim/default.yaml
-        eval=EvalConfig(),  # conf/eval/default.yaml: every 100 steps, each task's whole validation split
+        eval=EvalConfig(**{f: getattr(DEFAULT_RUN.eval, f) for f in ("every", "batch_size", "context", "stride")}),
         buffer=BufferConfig(policy="all", storage="reference", prefetch=prefetch),
-        runs_dir=runs_dir, checkpoint_every=500, log_every=25, device="cpu",
+        runs_dir=runs_dir, checkpoint_every=DEFAULT_RUN.checkpoint_every, log_every=DEFAULT_RUN.log_every,
+        device="cpu",
     )
 
 

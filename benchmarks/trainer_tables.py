@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from rounds import med, spread, verdict
 
+FIT_TARGET = 0.90  # issue #22: fit() with its evaluations and checkpoints against the plain loop
+
 
 def table_step(results: list[dict]) -> str:
     lines = ["| model | params | seq_len x batch | rounds x steps | trainer tok/s | plain tok/s | trainer ms/step "
@@ -24,7 +26,7 @@ def table_step(results: list[dict]) -> str:
 
 def table_fit(results: list[dict], steps: list[dict]) -> str:
     lines = ["| model | tasks x steps | evals + checkpoints | fit tok/s | plain tok/s | ratio fit/plain "
-             "| fit - plain (s) | one eval (s) | one checkpoint (s) | ratio from parts | target >= 0.95 |",
+             "| fit - plain (s) | one eval (s) | one checkpoint (s) | ratio from parts | target >= 0.90 |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     per_step = {r["model"]: r for r in steps}
     for r in results:
@@ -42,7 +44,7 @@ def table_fit(results: list[dict], steps: list[dict]) -> str:
             f"| {r['model']} | {r['tasks']} x {r['steps_per_task'][0]} | {r['evals']} + {r['saves']} "
             f"| {spread([tok / t for t in r['fit']], '{:,.0f}')} | {spread([tok / t for t in r['plain']], '{:,.0f}')} "
             f"| {spread(ratios, '{:.3f}')} | {spread(over, '{:.2f}')} | {med(r['eval']):.2f} | {med(r['save']):.3f} "
-            f"| {parts} | {verdict(med(ratios), 0.95, True, '{:.3f}')} |")
+            f"| {parts} | {verdict(med(ratios), FIT_TARGET, True, '{:.3f}')} |")
     return "\n".join(lines)
 
 

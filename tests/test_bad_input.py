@@ -998,7 +998,7 @@ def i23_20_table_reason_short_full_in_json(tmp_path, monkeypatch, request) -> No
     row = next(line for line in text.splitlines() if line.startswith("refused"))
     assert reason not in text and len(row) < 200, row
     shown = row[row.index("k=100 cannot fire"):]
-    assert "k<=49" in shown and "+experiment=cpu_paper" in shown, shown
+    assert "k<=20" in shown and "+experiment=cpu_paper" in shown, shown  # the default run: 20 steps a task at alpha=0
     assert "full reason" in text  # says where the whole reason is
     assert table["runs"][0]["error"] == reason
 

@@ -75,8 +75,8 @@ def test_the_card_grid_on_the_default_config_is_refused_with_the_way_out():
     with pytest.raises(ValueError) as refusal:
         run_config(["alpha=0", "k=100"])
     message = str(refusal.value)
-    assert "k=100 cannot fire" in message and "en 49" in message
-    assert "k<=49" in message and "data.budget_tokens>=" in message and "reptile_at_task_end=true" in message
+    assert "k=100 cannot fire" in message and "en 20" in message  # the default run: 40,960 new tokens a task
+    assert "k<=20" in message and "data.budget_tokens>=" in message and "reptile_at_task_end=true" in message
 
 
 def test_the_readme_grid_on_the_default_config_is_valid():
