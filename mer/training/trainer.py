@@ -208,8 +208,8 @@ class Trainer:
                     if pos.step % cfg.eval.every == 0 and pos.task_step < task.steps:
                         self.evaluate(boundary=False)
                     # A signal may reach the ranks between different steps: stop after the step where ANY rank
-                    # had it by the step's loss all-reduce (train_step), so that all ranks checkpoint the same
-                    # step and none waits for the others for ever. A later signal is seen in the next step.
+                    # had it by the step's all-reduce of the flags (train_step; one process: its own flag), so that
+                    # all ranks checkpoint the same step and none waits for the others for ever.
                     if self._stop_agreed:
                         self.save()
                         which = next((s for s in (self._stop_signal, stop_request.requested()) if s is not None),
