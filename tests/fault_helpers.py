@@ -46,6 +46,9 @@ VOLATILE_FIELDS = (
 # summary.json: everything must be equal but `wall_time_s`, the run's summed wall time (a timing), and
 # `provenance`, which lists each attempt (start time, command, host): an interrupted run has more attempts.
 VOLATILE_SUMMARY_FIELDS = ("wall_time_s", "provenance")
+# Absolute paths into the data directory: the start-up chain prepares its own data directory, so only the part
+# below it (the cloze set's content-named folder) must match the uninterrupted run's.
+DATA_PATH_SUMMARY_FIELDS = ("cloze_dir",)
 
 
 def command(config: list[str], runs_dir: Path, data_dir: Path) -> list[str]:
@@ -107,6 +110,14 @@ def stable(record: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in record.items() if key not in VOLATILE_FIELDS}
 
 
+def comparable_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: value for key, value in summary.items() if key not in VOLATILE_SUMMARY_FIELDS}
+    for key in DATA_PATH_SUMMARY_FIELDS:
+        if kept.get(key) is not None:
+            kept[key] = Path(kept[key]).name
+    return kept
+
+
 @dataclass
 class Finished:
     """What a finished run left: its metrics records, summary and final checkpoint state."""
@@ -159,8 +170,9 @@ def assert_same_run(run_dir: Path, reference: Finished) -> None:
     for index, (line, want) in enumerate(zip(got.records, reference.records)):
         assert stable(line) == stable(want), f"metrics.jsonl line {index + 1}: {stable(line)} != {stable(want)}"
         assert line.keys() == want.keys()
-    summary = {k: v for k, v in got.summary.items() if k not in VOLATILE_SUMMARY_FIELDS}
-    assert summary == {k: v for k, v in reference.summary.items() if k not in VOLATILE_SUMMARY_FIELDS}
+    summary, wanted = (comparable_summary(s) for s in (got.summary, reference.summary))
+    differing = {k: (summary.get(k), wanted.get(k)) for k in summary.keys() | wanted.keys() if summary.get(k) != wanted.get(k)}
+    assert not differing, f"summary.json differs (got, uninterrupted): {differing}"
     # The final state, without what measures the process rather than the training: position.wall_time (a
     # timing) and whatever describes the metrics log's bytes (`metrics_bytes`; `metrics`, where the checkpoint
     # records the log's size and hash): they depend on the timing fields' digits. The lines themselves are
