@@ -8,6 +8,7 @@ from mer.model.llama import (
     CPU_SCALING_LADDER,
     PRESET_VOCAB,
     PRESETS,
+    SMALL_VOCAB_LADDER,
     ModelConfig,
     build_model,
     count_parameters,
@@ -15,13 +16,15 @@ from mer.model.llama import (
     get_preset,
 )
 
+NAMED_NON_EMBEDDING = {"cpu-ne27k": 27e3, "cpu-ne83k": 83e3, "cpu-ne200k": 200e3, "cpu-ne440k": 440e3,
+                       "cpu-ne1m": 1e6}
 NAMED_SIZE = {"cpu-0.3m": 0.3e6, "cpu-0.5m": 0.5e6, "cpu-1m": 1e6, "cpu-2m": 2e6, "cpu-3m": 3e6, "cpu-8m": 8e6,
               "cpu-30m": 30e6,
               "99m": 99e6, "560m": 560e6, "1b": 1e9, "3b": 3e9, "6b": 6e9}
 
 
 def test_ladders_are_complete():
-    assert set(PRESETS) == set(NAMED_SIZE)
+    assert set(PRESETS) == set(NAMED_SIZE) | set(NAMED_NON_EMBEDDING)
     for name in ("99m", "560m", "1b", "3b", "6b"):
         assert PRESETS[name].seq_len == 2048
     for name in ("cpu-0.5m", "cpu-2m", "cpu-8m", "cpu-30m"):
@@ -46,6 +49,18 @@ def test_cpu_scaling_ladder_spans_the_compute_axis():
 def test_preset_size_within_10_percent_of_name(name):
     total, _ = estimate_parameters(PRESETS[name], PRESET_VOCAB[name])
     assert abs(total / NAMED_SIZE[name] - 1) <= 0.10, (name, total)
+
+
+def test_small_vocabulary_ladder_is_named_by_non_embedding_parameters():
+    """cpu-ne* names state the non-embedding count (within 3%), on one seq_len, over at least 1.5 decades; at
+    vocabulary 512 the embeddings stay under half of every size but the smallest."""
+    assert SMALL_VOCAB_LADDER == tuple(NAMED_NON_EMBEDDING)
+    assert {PRESETS[name].seq_len for name in SMALL_VOCAB_LADDER} == {128}
+    counts = [estimate_parameters(PRESETS[name], 512) for name in SMALL_VOCAB_LADDER]
+    for name, (total, non_embedding) in zip(SMALL_VOCAB_LADDER, counts):
+        assert abs(non_embedding / NAMED_NON_EMBEDDING[name] - 1) <= 0.03, (name, non_embedding)
+        assert name == "cpu-ne27k" or non_embedding > total / 2, (name, total, non_embedding)
+    assert math.log10(counts[-1][1] / counts[0][1]) >= 1.5
 
 
 def test_estimate_exact_numbers():

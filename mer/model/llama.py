@@ -6,6 +6,8 @@ from a `LlamaConfig` with `attn_implementation="sdpa"`. Two ladders of presets:
 * a CPU ladder for laptops and tests, counted at a vocabulary of 4096 (the size of a small
   tokenizer trained on the built-in corpus), each trainable on 2 CPU cores; its five sizes at seq_len
   128 (`CPU_SCALING_LADDER`) span 1.85 decades of non-embedding parameters for `+sweep=replay_vs_scale`;
+* a small-vocabulary ladder (`SMALL_VOCAB_LADDER`, named by non-embedding parameters) for `+sweep=size_matters`,
+  where at vocabulary 512 a bigger model is mostly more layers and width rather than a wider embedding table;
 * the paper's ladder (Abbes et al. 2025) at seq_len 2048. The paper gives layers / hidden / heads;
   the SwiGLU widths `d_ff` are chosen here so that the total parameter count lands near the name
   at the GPT-NeoX vocabulary padded to 50304 (the paper's code is a GPT-NeoX fork), untied
@@ -22,6 +24,11 @@ Parameter counts (`estimate_parameters`, equal to `count_parameters` of the buil
 | cpu-3m    | 6       | 160     | 4      | 448   | 128     | 4096  | 3.217M     | 1.907M        |
 | cpu-8m    | 8       | 256     | 4      | 640   | 256     | 4096  | 8.131M     | 6.034M        |
 | cpu-30m   | 8       | 512     | 8      | 1408  | 256     | 4096  | 29.893M    | 25.699M       |
+| cpu-ne27k | 2       | 32      | 2      | 96    | 128     | 512   | 0.060M     | 0.027M        |
+| cpu-ne83k | 3       | 48      | 4      | 128   | 128     | 512   | 0.132M     | 0.083M        |
+| cpu-ne200k| 4       | 64      | 4      | 176   | 128     | 512   | 0.267M     | 0.201M        |
+| cpu-ne440k| 4       | 96      | 4      | 256   | 128     | 512   | 0.542M     | 0.443M        |
+| cpu-ne1m  | 5       | 128     | 4      | 352   | 128     | 512   | 1.136M     | 1.005M        |
 | 99m       | 16      | 512     | 8      | 1408  | 2048    | 50304 | 102.9M     | 51.4M         |
 | 560m      | 24      | 1024    | 16     | 4864  | 2048    | 50304 | 562.3M     | 459.3M        |
 | 1b        | 24      | 1792    | 28     | 3968  | 2048    | 50304 | 1000.6M    | 820.3M        |
@@ -190,6 +197,13 @@ PRESETS: dict[str, ModelConfig] = {
         _preset("cpu-3m", 6, 160, 4, 448, 128),
         _preset("cpu-8m", 8, 256, 4, 640, 256),
         _preset("cpu-30m", 8, 512, 8, 1408, 256),
+        # Small-vocabulary ladder (`SMALL_VOCAB_LADDER`), named by NON-embedding parameters, which do not depend
+        # on the vocabulary: at vocabulary 512 the embeddings are a small share and size means depth and width.
+        _preset("cpu-ne27k", 2, 32, 2, 96, 128),
+        _preset("cpu-ne83k", 3, 48, 4, 128, 128),
+        _preset("cpu-ne200k", 4, 64, 4, 176, 128),
+        _preset("cpu-ne440k", 4, 96, 4, 256, 128),
+        _preset("cpu-ne1m", 5, 128, 4, 352, 128),
         # The paper's ladder (sizes at vocab 50304).
         _preset("99m", 16, 512, 8, 1408, 2048),
         _preset("560m", 24, 1024, 16, 4864, 2048),
@@ -204,8 +218,14 @@ CPU_SCALING_LADDER: tuple[str, ...] = ("cpu-0.3m", "cpu-0.5m", "cpu-1m", "cpu-2m
 """The sizes of `+sweep=replay_vs_scale`: one seq_len (128), one tokenizer, 27k to 1.9M non-embedding
 parameters (1.85 decades), each small enough for a 2-core machine."""
 
-PRESET_VOCAB: dict[str, int] = {name: 4096 if name.startswith("cpu-") else 50304 for name in PRESETS}
-"""Vocabulary size at which each preset's parameter count matches its name (see the module table)."""
+SMALL_VOCAB_LADDER: tuple[str, ...] = ("cpu-ne27k", "cpu-ne83k", "cpu-ne200k", "cpu-ne440k", "cpu-ne1m")
+"""The sizes of `+sweep=size_matters` (vocabulary 512): one seq_len (128), 27k to 1.0M non-embedding parameters
+(1.57 decades); each name is its non-embedding count."""
+
+PRESET_VOCAB: dict[str, int] = {name: 4096 if name.startswith("cpu-") else 50304
+                                for name in PRESETS if name not in SMALL_VOCAB_LADDER}
+"""Vocabulary size at which each preset's total parameter count matches its name (see the module table); the
+small-vocabulary ladder is named by its non-embedding count instead, at any vocabulary."""
 
 
 def get_preset(name: str, **overrides) -> ModelConfig:
