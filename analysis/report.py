@@ -3,6 +3,7 @@
     python -m analysis.report <sweep dirs, run dirs or globs> --out <dir> [--n-boot 200] [--seed 0]
                               [--study sqlite:///study.db [--study-name NAME]] [--no-progress]
                               [--results-page docs/results/<name>.md [--machine "..."]]
+                              [--lr-search <the learning-rate search's sweep dir> ...]
 
 Writes into <dir>: data/ (runs and evals as CSV and Parquet), tables/ (Markdown and LaTeX),
 figures/ (PNG and PDF), fits.json (every fit and comparison), report.md (ties them together, with
@@ -47,11 +48,15 @@ from analysis.families import (
     no_replay_runs,
     replay_families,
 )
+from analysis.figure_captions import FIGURE_CAPTIONS
 from analysis.fingerprints import MixedEvaluations, check_same_evaluation
+from analysis.lr_search import load_search
+from analysis.lr_search import section as lr_search_section
 from analysis.problems import group_problems
 from analysis.provenance import mixed_code_warning, provenance_table
 from analysis.report_contents import Report
 from analysis.results_page import write_results_page
+from analysis.size_effect import section as size_section
 from mer.rundir.layout import strict_dumps
 
 
@@ -67,11 +72,13 @@ def build_report(
     results_page: Path | None = None,
     command: str = "python -m analysis.report",
     machine: str | None = None,
+    lr_search: Sequence[str | Path] = (),
 ) -> Report:
     """Run the whole analysis; never raises for bad input (see the module docstring).
 
     With `results_page`, also writes that page and its figures (`analysis.results_page`); `command`
     is the command line the page names to regenerate itself and `machine` the machine the runs ran on.
+    `lr_search`: the sweep folders of the learning-rate search the study's sizes were tuned by (`analysis.lr_search`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +91,9 @@ def build_report(
         rep.files += write_tables(col, out / "data")
     with _stage(rep, "selecting runs"):
         _select(rep)
+    if lr_search:
+        with _stage(rep, "reading the learning-rate search"):
+            rep.lr_search = load_search(lr_search)
     with _stage(rep, "fitting power laws"):
         _fit_all(rep, n_boot=n_boot, seed=seed, progress=progress)
     with _stage(rep, "comparing replay with scaling"):
@@ -298,6 +308,7 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     if len(agree):
         lines += [f"Metrics recomputed from metrics.jsonl agree with summary.json for {int(agree.sum())} of {len(agree)} runs that have both.", ""]
 
+    lines += size_section(rep.usable) + lr_search_section(rep.lr_search, rep.usable)
     lines += ["## Replay versus scaling", ""]
     lines += [
         "Compute-equivalent multiplier: the training FLOPs per new token a model *without* replay needs, by the "
@@ -339,22 +350,8 @@ def _write_markdown(rep: Report, paths: Sequence[str | Path]) -> None:
     figs = sorted({p.stem for p in rep.files if p.parent.name == "figures" and p.suffix == ".png"})
     if figs:
         lines += ["## Figures", ""]
-        captions = {
-            "task_losses": "Per-task validation loss over training, one panel per configuration: mean over seeds with a band of "
-                           "± 1 sample std; dotted lines mark task boundaries.",
-            "loss_vs_flops": "Mean loss over all tasks vs training FLOPs (log-log). Left: no-replay runs coloured by model size "
-                             "(key: model and parameter count); then one panel per model with replay or Reptile runs, coloured by "
-                             "replay rate, Reptile setting as line style and marker. Lines: mean over seeds with a band of ± 1 sample "
-                             "std, marker at the end of training; grey: the no-replay fit of retained loss with its 95% band (when it converged).",
-            "stability_plasticity": "Retained and learned loss vs FLOPs per new token, one point per configuration: mean ± 1 sample "
-                                    "std over seeds (no bar for a single seed); colour: replay rate, marker: Reptile setting; "
-                                    "fits that converged, the no-replay fit with its 95% bootstrap band.",
-            "forgetting_alpha_reptile": "Forgetting by replay rate (rows) and Reptile setting (columns: off, then each k and eps, never "
-                                        "pooled), one panel per model; cells: mean ± 1 sample std over seeds (n: seeds, shown when "
-                                        "they differ; blank: not run).",
-        }
         for name in figs:
-            lines += [f"### {name}", "", captions.get(name, "Optuna study figure."), "", f"![{name}](figures/{name}.png)", ""]
+            lines += [f"### {name}", "", FIGURE_CAPTIONS.get(name, "Optuna study figure."), "", f"![{name}](figures/{name}.png)", ""]
     lines += ["## Data", "", "- `data/runs.csv`, `data/runs.parquet`: one row per run (config, sizes, status flags, metrics).",
               "- `data/evals.csv`, `data/evals.parquet`: one row per evaluation (`val_loss.<task>` columns).", ""]
     (rep.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
@@ -376,11 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-page", type=Path,
                         help="also write a results page for docs/ (e.g. docs/results/cpu_bible.md) with its figures beside it")
     parser.add_argument("--machine", help="the machine the runs ran on, for the results page (the runs do not record it)")
+    parser.add_argument("--lr-search", nargs="+", default=[], metavar="PATH",
+                        help="sweep folders of the learning-rate search the study's sizes were tuned by (analysis/lr_search.py)")
     args = parser.parse_args(argv)
     command = "python -m analysis.report " + shlex.join(sys.argv[1:] if argv is None else argv)
     rep = build_report(args.paths, args.out, n_boot=args.n_boot, seed=args.seed, study=args.study,
                        study_name=args.study_name, progress=not args.no_progress,
-                       results_page=args.results_page, command=command, machine=args.machine)
+                       results_page=args.results_page, command=command, machine=args.machine,
+                       lr_search=args.lr_search)
     for p in rep.errors + rep.problems:
         print(f"warning: {p}", file=sys.stderr)
     print(f"report: {args.out / 'report.md'}")

@@ -18,6 +18,7 @@ from analysis.compare import Comparison
 from analysis.dominance import Dominance
 from analysis.extrapolation import Extrapolation
 from analysis.families import FamilyFit
+from analysis.lr_search import LrSearch
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Report:
     """Every replay setting against the no-replay sizes, per metric (`analysis.dominance`)."""
     extrapolations: list[Extrapolation] = field(default_factory=list)
     """Leave-largest-out checks of the no-replay fits (`analysis.extrapolation`)."""
+    lr_search: LrSearch | None = None
+    """The learning-rate search the study's sizes were tuned by (`analysis.lr_search`), when given."""
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

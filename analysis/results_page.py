@@ -24,8 +24,10 @@ from analysis.compare import summary_lines
 from analysis.dominance import section as dominance_section
 from analysis.extrapolation import section as prediction_section
 from analysis.families import METRIC_WORDS, METRICS, add_setting_columns
+from analysis.lr_search import section as lr_search_section
 from analysis.problems import group_problems
 from analysis.report_contents import Report
+from analysis.size_effect import section as size_section
 from mer.rundir.layout import read_summary
 
 MAX_FIGURE_BYTES = 200_000
@@ -140,6 +142,7 @@ def write_results_page(rep: Report, page: Path, *, command: str, machine: str | 
     lines += _design(usable, tasks)
     lines += [f"- Wall time: {_wall_time(usable)}",
               f"- Machine: {machine or 'not stated (pass --machine)'}; software: {'; '.join(software_versions(usable)) or 'not recorded'}.", ""]
+    lines += size_section(usable) + lr_search_section(rep.lr_search, usable)
     lines += ["## The paper's four claims", "",
               "Intervals are t (one setting) or Welch (a difference of two settings) intervals over seeds, each at its "
               "claim's Bonferroni level 1 - 0.05/m (m intervals in the claim); the multipliers' intervals are described "

@@ -12,7 +12,7 @@ from sweep_helpers import REPO, compose, run_dirs, run_mer, summary
 from mer.model.llama import CPU_SCALING_LADDER
 
 PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.yaml"))
-GRID_SIZES = {"paper_grid": 27, "size_matters_lr": 20, "replay_vs_scale": 90, "replay_vs_scale_quick": 12, "replay_vs_scale_paper": 90}
+GRID_SIZES = {"paper_grid": 27, "size_matters_lr": 30, "replay_vs_scale": 90, "replay_vs_scale_quick": 12, "replay_vs_scale_paper": 90}
 OPTUNA = {"optuna_mer": 1, "optuna_mer_pareto": 2}  # number of objectives
 
 
