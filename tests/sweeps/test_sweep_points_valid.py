@@ -7,12 +7,14 @@ interval cannot fire in some task (or any other refused setting) fails here, not
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
 from sweep_helpers import REPO, compose
 
 from mer.config.run_config import RunConfig, to_dataclass
+from mer.model.llama import SMALL_VOCAB_LADDER
 
 PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.yaml"))
 
@@ -88,7 +90,7 @@ def test_the_readme_grid_on_the_default_config_is_valid():
 
 def test_ladder_presets_share_one_budget_and_seq_len():
     """Fixed new tokens per task for every size (as in the paper), one context length, one tokenizer."""
-    for preset in ("replay_vs_scale", "replay_vs_scale_quick"):
+    for preset in ("replay_vs_scale", "replay_vs_scale_quick", "size_matters", "size_matters_lr"):
         configs = [run_config([f"+sweep={preset}", *point]) for point in grid_points(preset)]
         assert len({c.data.budget_tokens for c in configs}) == 1
         assert len({c.model.seq_len for c in configs}) == 1
@@ -96,11 +98,30 @@ def test_ladder_presets_share_one_budget_and_seq_len():
     assert Path(REPO / "conf" / "experiment" / "cpu_paper.yaml").exists()
 
 
+def test_size_matters_trains_each_size_at_its_searched_rate_and_reptile_at_least_30_times_a_task():
+    """+sweep=size_matters (issue #19): every size at the rate its search chose (tuned_size/<size>.yaml), the
+    search's grid brackets every choice, the ladder spans 1.5 decades, and k=8 interpolates >= 30 times a task at
+    every alpha > 0 (steps per task = budget / (seq_len * new sequences per batch))."""
+    search = grid_points("size_matters_lr")
+    rates = sorted({float(dict(o.split("=", 1) for o in point)["optim.lr"]) for point in search})
+    configs = [run_config(["+sweep=size_matters", *point]) for point in grid_points("size_matters")]
+    per_size = {c.model.name: {x.optim.lr for x in configs if x.model.name == c.model.name} for c in configs}
+    assert set(per_size) == set(SMALL_VOCAB_LADDER)
+    for size, used in per_size.items():
+        assert len(used) == 1 and rates[0] < used.pop() < rates[-1], (size, used, rates)  # not at a grid edge
+    for c in configs:
+        if c.alpha > 0 and c.k > 0:
+            new_per_step = round((1 - c.alpha) * c.optim.batch_size) * c.model.seq_len
+            assert math.ceil(c.data.budget_tokens / new_per_step) // c.k >= 30, (c.alpha, c.k)
+        assert c.data.tokenizer.vocab_size == 512 and [t.name for t in c.data.tasks] == ["en", "fr", "de"]
+
+
 def test_gradient_alignment_is_on_where_it_is_affordable():
     """eval.grad_alignment (docs/benchmarks.md): on in cpu_paper (and the sweeps built on it) and replay_vs_scale,
     off in replay_vs_scale_quick (its cost) and replay_vs_scale_paper (run with parallel=fsdp, which refuses it)."""
     expected = {"paper_grid": True, "optuna_mer": True, "optuna_mer_pareto": True, "replay_vs_scale": True,
-                "replay_vs_scale_quick": False, "replay_vs_scale_paper": False}
+                "replay_vs_scale_quick": False, "replay_vs_scale_paper": False, "size_matters": False,
+                "size_matters_lr": False, "size_matters_debian": False}
     assert set(expected) == set(PRESETS)
     for preset, on in expected.items():
         assert run_config([f"+sweep={preset}"]).eval.grad_alignment is on, preset

@@ -12,7 +12,8 @@ from sweep_helpers import REPO, compose, run_dirs, run_mer, summary
 from mer.model.llama import CPU_SCALING_LADDER
 
 PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.yaml"))
-GRID_SIZES = {"paper_grid": 27, "size_matters_lr": 30, "replay_vs_scale": 90, "replay_vs_scale_quick": 12, "replay_vs_scale_paper": 90}
+GRID_SIZES = {"paper_grid": 27, "replay_vs_scale": 90, "replay_vs_scale_quick": 12, "replay_vs_scale_paper": 90,
+              "size_matters_lr": 30, "size_matters": 90, "size_matters_debian": 30}
 OPTUNA = {"optuna_mer": 1, "optuna_mer_pareto": 2}  # number of objectives
 
 
@@ -102,11 +103,17 @@ SHRINK = {  # command-line sweeps replace the preset's values of the same key
     "replay_vs_scale": ["model=cpu-0.5m", "alpha=0.25", "k=0,2", "seed=0"],
     "replay_vs_scale_quick": ["model=cpu-0.5m", "alpha=0.5", "k=0,2", "seed=0"],
     "replay_vs_scale_paper": ["model=cpu-0.5m", "alpha=0", "k=2", "hydra.sweeper.params.seed='1'"],
+    "size_matters": ["+tuned_size=cpu-ne27k", "alpha=0.25", "k=0,2", "seed=0"],
+    "size_matters_lr": ["model=cpu-ne27k", "optim.lr=3e-3"],
+    # The Debian tasks need apt and the archive: the smoke run trains the preset's grid on the tiny Bible tasks.
+    "size_matters_debian": ["alpha=0.5", "k=0,2", "seed=0"],
     # The tiny budget has 2-4 steps a task: k is searched where it fires (a larger k would be refused).
     "optuna_mer": ["hydra.sweeper.n_trials=2", "k=tag(log, int(interval(1, 2)))"],
     "optuna_mer_pareto": ["hydra.sweeper.n_trials=2", "k=tag(log, int(interval(1, 2)))"],
 }
-EXPECTED_RUNS = {"paper_grid": 2, "replay_vs_scale": 2, "replay_vs_scale_quick": 2, "replay_vs_scale_paper": 1}
+EXPECTED_RUNS = {"paper_grid": 2, "replay_vs_scale": 2, "replay_vs_scale_quick": 2, "replay_vs_scale_paper": 1,
+                 "size_matters": 2, "size_matters_lr": 1, "size_matters_debian": 2}
+SIZES_FROM_THE_PRESET = ("replay_vs_scale", "size_matters")  # prefixes of the presets whose sweep chooses the model
 
 
 @pytest.mark.slow
@@ -115,7 +122,7 @@ def test_preset_smoke_run(preset, tiny, tmp_path):
     """Each preset, its grid shrunk, runs to completion on the tiny model (`model=` given by the preset wins
     over tiny's for replay_vs_scale: the sweep parameter is cpu-0.5m)."""
     sweep_dir = tmp_path / preset
-    overrides = [o for o in tiny if not (preset.startswith("replay_vs_scale") and o.startswith("model="))]
+    overrides = [o for o in tiny if not (preset.startswith(SIZES_FROM_THE_PRESET) and o.startswith("model="))]
     run_mer(["-m", f"+sweep={preset}", f"runs_dir={sweep_dir}", *SHRINK[preset], *overrides])
     runs = run_dirs(sweep_dir)
     assert all(summary(r)["status"] == "completed" for r in runs)
