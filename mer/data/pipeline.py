@@ -63,7 +63,7 @@ def check_val_tokens(task: TaskConfig, shards: ShardInfo, minimum: int) -> None:
     }[task.source]
     raise DataError(f"task {task.name!r}: its validation split has {n_val:,} tokens, fewer than "
                     f"data.min_val_tokens={minimum:,}, too few to evaluate on; "
-                    f"{', '.join(fixes + ['or lower data.min_val_tokens'])}")
+                    f"{', '.join(fixes + ['or lower data.min_val_tokens' if fixes else 'lower data.min_val_tokens'])}")
 
 
 @dataclass
