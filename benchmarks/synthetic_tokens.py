@@ -77,4 +77,5 @@ def synthetic_data_config(root: Path, vocab: int, n_tasks: int, train_tokens: in
         tasks.append(TaskConfig(name=name, language="und", source="tokens", train_files=[str(train)],
                                 val_files=[str(val)]))
     return DataConfig(tasks=tasks, data_dir=str(root / "cache"), tokenizer=TokenizerConfig(path=str(tokenizer_dir)),
-                      budget_tokens=None, budget_steps=1_000_000, allow_repeat=True)
+                      budget_tokens=None, budget_steps=1_000_000, allow_repeat=True,
+                      min_val_tokens=min(val_tokens, DataConfig.min_val_tokens))  # the caller sizes its own span

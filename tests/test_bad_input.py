@@ -226,6 +226,38 @@ def test_issue_23_configs_are_refused_with_the_key_named(overrides, expected, wr
     assert_unchanged(before, snapshot(runs, data))
 
 
+# Issue 19 item 7's configs: the Debian package choice of a task (id naming the item, overrides, the message).
+I19_CONFIG_CASES = [
+    ("i19_07_packages_on_a_files_task",
+     ["data.tasks=[{name:en,source:files,train_files:[a.txt],packages:[debian-handbook]}]"],
+     ["data.tasks[en]: packages choose Debian packages and apply only to source: debian",
+      "this task's source is 'files'", "drop packages or set source: debian"]),
+    ("i19_07_max_packages_on_a_bible_task", ["data.tasks=[{name:fr,max_packages:2}]"],
+     ["data.tasks[fr]: max_packages choose Debian packages", "source is 'bible'"]),
+    ("i19_07_bad_package_name", ["data.tasks=[{name:fr,source:debian,packages:[debian-handbook,Debian_Reference]}]"],
+     ["data.tasks[fr].packages: 'Debian_Reference' is not a Debian package name", "lowercase letters"]),
+    ("i19_07_package_list_given_as_a_string", ["data.tasks=[{name:fr,source:debian,packages:debian-handbook}]"],
+     ["Error merging override data.tasks=[{name:fr,source:debian,packages:debian-handbook}]",
+      "is not a ListConfig, list or tuple", "full_key: packages"]),
+    ("i19_07_max_packages_zero", ["data.tasks=[{name:de,source:debian,max_packages:0}]"],
+     ["data.tasks[de].max_packages=0 must be >= 1"]),
+    ("i19_07_debian_language_unknown", ["data.tasks=[{name:en-debian,source:debian}]"],
+     ["data.tasks[en-debian]: source debian has no language 'en-debian'", "set language to one of en, fr"]),
+    ("i19_07_min_val_tokens_below_two", ["data.min_val_tokens=1"], ["data.min_val_tokens=1 must be >= 2"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [c[1:] for c in I19_CONFIG_CASES], ids=[c[0] for c in I19_CONFIG_CASES])
+def test_issue_19_configs_are_refused_with_the_key_named(overrides, expected, written):
+    """Refused while the config is built: before any package list is read or anything downloaded."""
+    runs, data = written
+    before = snapshot(runs, data)
+    message = config_refusal([f"runs_dir={runs}", f"data.data_dir={data}", *overrides])
+    for part in expected:
+        assert part in message, message
+    assert_unchanged(before, snapshot(runs, data))
+
+
 @pytest.mark.slow
 def test_i23_04_a_refused_run_name_is_not_recorded_outside_the_runs_folder(tmp_path):
     """A multirun point refused for its run_name records nothing: its refusal record would land outside runs_dir."""
@@ -372,6 +404,54 @@ def test_a_bad_tokenizer_path_is_refused_with_the_path_named(case, written, tmp_
     message = prepare_refusal(data, [files_task(train_files=[str(corpus)])], path=str(path))
     assert str(path) in message
     assert_unchanged(before, snapshot(runs, data, path))
+
+
+def _small_held_out_corpus(folder: Path) -> Path:
+    """400 short English paragraphs: 5% held out by hash is about 20 of them, a few hundred tokens."""
+    path = folder / "small_val.txt"
+    path.write_text("\n\n".join(f"Paragraph {i} of plain English text, written for the test of a held-out split."
+                                  for i in range(400)))
+    return path
+
+
+def test_i19_07_a_validation_split_under_the_minimum_is_refused(written, tmp_path):
+    runs, data = written
+    corpus = _small_held_out_corpus(tmp_path)
+    before = snapshot(runs, data, tmp_path / "small_val.txt")
+    message = prepare_refusal(data, [files_task(train_files=[str(corpus)], val_fraction=0.05)])
+    manifest = json.loads(next((data / "shards").glob("*/en-*/manifest.json")).read_text())
+    n_val = manifest["splits"]["val"]["tokens"]
+    assert 0 < n_val < 4096
+    assert message == (f"task 'en': its validation split has {n_val:,} tokens, fewer than data.min_val_tokens=4,096, "
+                       "too few to evaluate on; raise data.tasks[en].val_fraction (now 0.05), give "
+                       "data.tasks[en].val_files, or lower data.min_val_tokens")
+    # The complete shards stay in the cache (a new entry); nothing that was there changed.
+    assert_unchanged(before, snapshot(runs, data, tmp_path / "small_val.txt"), new_allowed=True)
+
+
+def test_i19_07_the_minimum_is_checked_for_every_task_before_the_next_is_tokenized(written, tmp_path):
+    """The first task passes, the second is refused: the third is never tokenized; lowering the minimum, as the
+    message says, prepares all three from the same cache."""
+    import dataclasses
+
+    from mer.data.config import DataConfig, TokenizerConfig
+    from mer.data.corpus import DataError
+    from mer.data.pipeline import prepare_data
+
+    runs, data = written
+    corpus = _small_held_out_corpus(tmp_path)
+    tasks = [files_task("a", language="en", train_files=[str(corpus)], val_fraction=0.4),
+             files_task("b", language="en", train_files=[str(corpus)], val_fraction=0.05),
+             files_task("c", language="en", train_files=[str(corpus)], val_fraction=0.1)]
+    cfg = DataConfig(tasks=tasks, data_dir=str(data), min_val_tokens=1500,
+                     tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000))
+    with pytest.raises(DataError, match=r"^task 'b': its validation split has [\d,]+ tokens, fewer than "
+                                        r"data.min_val_tokens=1,500"):
+        prepare_data(cfg)
+    assert sorted(p.name.split("-")[0] for p in (data / "shards").glob("*/*") if p.is_dir()) == ["a", "b"]
+    prepared = prepare_data(dataclasses.replace(cfg, min_val_tokens=2))
+    assert [s.name for s in prepared.shards] == ["a", "b", "c"]
+    assert prepared.shards[1].n_tokens("val") < 1500 <= prepared.shards[0].n_tokens("val")
 
 
 # ------------------------------------------------------------------------------------------------- run dirs
@@ -890,6 +970,39 @@ def test_issue_23_command_lines_print_one_line_and_exit_2(args, expected, writte
     assert proc.returncode == 2 and len(output) == 1, output
     assert expected in output[0], output
     assert_unchanged(before, snapshot(runs, data))
+
+
+I19_CLI_CASES = [
+    ("i19_07_prepare_packages_on_a_bible_task", "mer.data.prepare", ["data.tasks=[{name:en,packages:[manpages]}]"],
+     "data.tasks[en]: packages choose Debian packages and apply only to source: debian"),
+    ("i19_07_run_bad_package_name", "mer.run", ["data.tasks=[{name:fr,source:debian,packages:[Debian_Reference]}]"],
+     "data.tasks[fr].packages: 'Debian_Reference' is not a Debian package name"),
+    ("i19_07_run_validation_split_under_the_minimum", "mer.run", ["data.tasks=[{name:en,source:files,"
+     "train_files:[CORPUS],val_fraction:0.05}]", "data.tokenizer.vocab_size=300",
+     "data.tokenizer.train_chars_per_task=10000"], "fewer than data.min_val_tokens=4,096, too few to evaluate on"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "args", "expected"), [c[1:] for c in I19_CLI_CASES],
+                         ids=[c[0] for c in I19_CLI_CASES])
+def test_issue_19_command_lines_print_one_line_and_exit_2(module, args, expected, written, tmp_path):
+    """As a user meets them: one line, exit 2, no run directory and nothing that was there changed (the refused
+    validation split's shards are a new, complete cache entry; nothing is downloaded for a refused package list)."""
+    runs, data = written
+    corpus = _small_held_out_corpus(tmp_path)
+    before = snapshot(runs, data)
+    args = [arg.replace("CORPUS", str(corpus)) for arg in args]
+    proc = run_cli(module, [*args, f"data.data_dir={data}"] + ([f"runs_dir={runs}"] if module == "mer.run" else []))
+    output = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr, output
+    # A config is refused before any work: its line is all. The split is known once the task is tokenized: the
+    # refusal is the last line, after the progress of the work it needed (training the tokenizer).
+    assert expected in output[-1], output
+    assert len(output) == 1 or ("min_val_tokens" in expected and not any("min_val_tokens" in line for line in output[:-1]))
+    assert_unchanged(before, snapshot(runs, data), new_allowed="min_val_tokens" in expected)
+    assert sorted(p.name for p in runs.iterdir()) == ["earlier"]
+    assert not (data / "debian").exists()
 
 
 def _small_run_args(small_bible_cfg, data: Path, runs: Path, run_name: str) -> list[str]:

@@ -27,8 +27,9 @@ def test_prepare_a_user_corpus_from_another_directory(tmp_path):
                 handle.write(json.dumps({"text": f"{words} {i} " * 5}) + "\n")
     tasks = (f"data.tasks=[{{name:en,source:files,train_files:[{tmp_path}/corpus/en]}},"
              f"{{name:de,source:files,train_files:['{tmp_path}/corpus/de/*.jsonl']}}]")
+    # Tiny test data: 1% of 400 documents held out is a few hundred tokens, under the default data.min_val_tokens.
     args = ["-m", "mer.data.prepare", tasks, f"data.data_dir={tmp_path}/cache", "data.tokenizer.vocab_size=300",
-            "data.tokenizer.train_chars_per_task=20000"]
+            "data.tokenizer.train_chars_per_task=20000", "data.min_val_tokens=2"]
     first = _run(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "en" in first.stdout and "train tokens" in first.stdout

@@ -46,3 +46,12 @@ def test_task_lists_compare_as_a_whole():
     saved, now = _config(), _config()
     now["data"]["tasks"] = now["data"]["tasks"][:2]
     assert [d.split(":")[0] for d in config_differences(saved, now)] == ["data.tasks"]
+
+
+def test_a_task_setting_added_since_at_its_default_is_no_difference():
+    saved, now = _config(), _config()
+    for task in saved["data"]["tasks"]:  # a run directory written before tasks had packages / max_packages
+        del task["packages"], task["max_packages"]
+    assert config_differences(saved, now) == []
+    now["data"]["tasks"][1]["packages"] = ["debian-handbook"]  # set: that is a difference
+    assert [d.split(":")[0] for d in config_differences(saved, now)] == ["data.tasks"]

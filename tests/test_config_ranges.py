@@ -61,9 +61,11 @@ OUT_OF_RANGE: dict[tuple[type, str], list] = {
     (DataConfig, "budget_tokens"): [0],
     (DataConfig, "budget_steps"): [0],
     (DataConfig, "eval_tokens"): [1, 0],
+    (DataConfig, "min_val_tokens"): [1, 0, -4096],
     (TaskConfig, "val_fraction"): [0.0, 0.5, math.nan],
     (TaskConfig, "max_train_documents"): [0],
     (TaskConfig, "budget_tokens"): [0],
+    (TaskConfig, "max_packages"): [0, -1],
     (TokenizerConfig, "vocab_size"): [256, 2**32 + 1],
     (TokenizerConfig, "train_chars_per_task"): [9_999],
     (TokenizerConfig, "min_frequency"): [0],
@@ -91,6 +93,8 @@ def _build(schema: type, name: str, value):
         return EvalConfig(stride=value)
     if schema is TokenizerConfig and name == "vocab_size":
         return TokenizerConfig(vocab_size=value)
+    if schema is TaskConfig and name == "max_packages":  # a Debian setting: on another source it is refused anyway
+        return TaskConfig(source="debian", max_packages=value)
     return schema(**{name: value})
 
 
@@ -113,4 +117,5 @@ def test_the_edges_of_each_range_are_accepted():
     RunConfig(alpha=0.0, eps=1.0, seed=2**63 - 1, k=0, threads=1, peak_flops=1.0)
     OptimConfig(min_lr=0.0, weight_decay=0.0, grad_clip=0.0, warmup_fraction=0.0, betas=(0.0, 0.999))
     TokenizerConfig(vocab_size=257)
-    DataConfig(eval_tokens=2)
+    DataConfig(eval_tokens=2, min_val_tokens=2)
+    TaskConfig(source="debian", max_packages=1)

@@ -91,6 +91,7 @@ def test_user_corpus_and_pretokenized_tasks(tmp_path):
         tasks=[TaskConfig(name=n, language="en", source="files", train_files=[str(tmp_path / f"{n}.txt")],
                           val_fraction=0.05) for n in ("a", "b")],
         data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000),
+        min_val_tokens=2,  # tiny test data: about 15 held-out paragraphs, far under the default minimum
     )
     prepared = prepare_data(cfg)
     assert all(s.n_tokens("val") > 0 for s in prepared.shards)
@@ -100,7 +101,7 @@ def test_user_corpus_and_pretokenized_tasks(tmp_path):
     tokens_cfg = DataConfig(
         tasks=[TaskConfig(name="pre", language="en", source="tokens", train_files=[str(shard.path("train"))],
                           val_files=[str(shard.path("val"))])],
-        data_dir=str(tmp_path / "cache2"), tokenizer=TokenizerConfig(path=str(tokenizer_dir)),
+        data_dir=str(tmp_path / "cache2"), tokenizer=TokenizerConfig(path=str(tokenizer_dir)), min_val_tokens=2,
     )
     pre = prepare_data(tokens_cfg).shards[0]
     assert np.array_equal(pre.tokens("train"), shard.tokens("train"))

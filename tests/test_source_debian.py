@@ -329,8 +329,36 @@ def _make_deb(out_dir: Path, version: str) -> Path:
     return deb
 
 
+FAKE_BOOK = "mer-test-book-fr"
+"""A second local package: 12 HTML chapters of distinct French prose, enough text (about 27,000 characters) for
+the source's default min_total_chars, which a task of `data.tasks` cannot lower."""
+
+
+def _make_book_deb(out_dir: Path, version: str) -> Path:
+    root = out_dir / f"book-{version}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {FAKE_BOOK}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
+        "Description: French prose for tests\n")
+    html = root / "usr/share/doc" / FAKE_BOOK / "html"
+    html.mkdir(parents=True)
+    for chapter in range(12):
+        paragraphs = "".join(
+            f"<p>Le chapitre {chapter} explique à la section {n} comment le système installe les paquets, et "
+            f"pourquoi les utilisateurs de la machine {chapter * 100 + n} doivent lire la documentation avant de "
+            "modifier la configuration.</p>" for n in range(12))
+        (html / f"ch{chapter:02d}.html").write_text(f"<html><body><h1>Chapitre {chapter}</h1>{paragraphs}</body></html>",
+                                                   encoding="utf-8")
+    deb = out_dir / f"{FAKE_BOOK}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
 class FakeArchive:
-    """Stands in for apt: knows FAKE at `version`, counts downloads; real apt-cache for other names."""
+    """Stands in for apt: knows FAKE and FAKE_BOOK at `version`, counts downloads; real apt-cache for other names."""
+
+    builders = {FAKE: _make_deb, FAKE_BOOK: _make_book_deb}
 
     def __init__(self, tmp_path: Path, version: str = "1.0"):
         self.dir = tmp_path / "archive"
@@ -340,14 +368,14 @@ class FakeArchive:
         self._real = debian._candidate_versions
 
     def candidate_versions(self, packages: list[str]) -> dict[str, str | None]:
-        others = [p for p in packages if p != FAKE]
+        others = [p for p in packages if p not in self.builders]
         found = self._real(others) if HAS_APT and others else {p: None for p in others}
-        return {p: self.version if p == FAKE else found[p] for p in packages}
+        return {p: self.version if p in self.builders else found[p] for p in packages}
 
     def download(self, package: str, version: str, debs_dir: Path) -> Path:
-        assert package == FAKE
+        assert package in self.builders
         self.downloads.append((package, version))
-        deb = _make_deb(self.dir, version)
+        deb = self.builders[package](self.dir, version)
         debs_dir.mkdir(parents=True, exist_ok=True)
         target = debian._deb_path(debs_dir, package, version)
         shutil.copy(deb, target)
@@ -523,6 +551,56 @@ def test_command_line_prints_counts(archive, tmp_path, capsys):
     assert main(["--languages", "fr", "de", "--list-packages"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("fr: debian-reference-fr")
+
+
+# ---------------------------------------------------------------------------------------------
+# A task of a run's data config (`data.tasks`): its packages reach the build and name the data
+# ---------------------------------------------------------------------------------------------
+
+
+def _prepare_task(tmp_path: Path, **fields):
+    """`prepare_data` of one `source: debian` task (the pipeline a run uses), on the local package."""
+    from mer.data.config import DataConfig, TaskConfig, TokenizerConfig
+    from mer.data.pipeline import prepare_data
+
+    # The local packages give 12 to 15 documents, so the validation split is one or two pages: the minimum is lowered.
+    cfg = DataConfig(tasks=[TaskConfig(name="fr", source="debian", **fields)], data_dir=str(tmp_path / "data"),
+                     min_val_tokens=2, tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000))
+    return prepare_data(cfg)
+
+
+def test_task_packages_reach_the_build_and_name_the_data(archive, tmp_path, monkeypatch):
+    cache = str(tmp_path / "data" / "debian")
+    book = _prepare_task(tmp_path, packages=[FAKE_BOOK])
+    manifest = book.shards[0].manifest
+    assert f"{FAKE_BOOK} 1.0" in manifest["source"] and FAKE not in manifest["source"]
+    assert archive.downloads == [(FAKE_BOOK, "1.0")]
+    # The same text as the source's own config with that package list: one fingerprint for one choice.
+    direct = build_debian_corpus("fr", DebianDocsConfig(languages=["fr"], packages={"fr": [FAKE_BOOK]}, cache_dir=cache))
+    assert manifest["fingerprint"] == direct.fingerprint
+
+    # Another list (the book and the pages of the other package): other text, fingerprint, tokenizer, shard folder.
+    both = _prepare_task(tmp_path, packages=[FAKE_BOOK, FAKE])
+    other = both.shards[0].manifest
+    assert f"{FAKE} 1.0" in other["source"] and archive.downloads == [(FAKE_BOOK, "1.0"), (FAKE, "1.0")]
+    assert other["fingerprint"] != manifest["fingerprint"]
+    assert both.tokenizer_hash != book.tokenizer_hash and both.shards[0].directory != book.shards[0].directory
+    chars = {name: sum(m["splits"][split]["characters"] for split in ("train", "val"))
+             for name, m in (("book", manifest), ("both", other))}
+    assert chars["both"] > chars["book"]
+
+    # max_packages reaches the build too: the first of the two is the book alone, the same data as before.
+    first = _prepare_task(tmp_path, packages=[FAKE_BOOK, FAKE], max_packages=1)
+    assert first.tokenizer_hash == book.tokenizer_hash
+    assert first.shards[0].manifest["fingerprint"] == manifest["fingerprint"]
+
+    # Neither field set: the language's default list, with the fingerprint the pipeline gave before the fields
+    # existed (its config was DebianDocsConfig(languages=[language], cache_dir=...)).
+    monkeypatch.setitem(debian.DEFAULT_PACKAGES, "fr", (FAKE_BOOK,))
+    default = _prepare_task(tmp_path)
+    before = build_debian_corpus("fr", DebianDocsConfig(languages=["fr"], cache_dir=cache))
+    assert default.shards[0].manifest["fingerprint"] == before.fingerprint == manifest["fingerprint"]
+    assert len(archive.downloads) == 2  # every later build read the kept .deb files or the text cache
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,8 +34,34 @@ def _defaults() -> dict[str, Any]:
     return flatten(dataclasses.asdict(RunConfig()))
 
 
+@cache
+def _task_defaults() -> dict[str, Any]:
+    from mer.data.config import TaskConfig
+
+    return dataclasses.asdict(TaskConfig())
+
+
+def _with_added_task_settings(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`saved` with each task of `data.tasks` given the task settings newer code added (`packages`, ...) where the
+    current task has them at their default: the task list compares as a whole, so without this an older run
+    directory would differ in every task by a key it could not have had."""
+    saved_tasks = (saved.get("data") or {}).get("tasks")
+    current_tasks = (current.get("data") or {}).get("tasks")
+    if not (isinstance(saved_tasks, list) and isinstance(current_tasks, list) and len(saved_tasks) == len(current_tasks)):
+        return saved
+    defaults = _task_defaults()
+    filled = []
+    for was, now in zip(saved_tasks, current_tasks, strict=True):
+        if isinstance(was, dict) and isinstance(now, dict):
+            was = {**was, **{key: value for key, value in now.items()
+                             if key not in was and value == defaults.get(key, _MISSING)}}
+        filled.append(was)
+    return {**saved, "data": {**saved["data"], "tasks": filled}}
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """`["alpha: 0.25 -> 0.5", "eval.stride: (not in the saved config) -> 8"]`; empty when the configs agree."""
+    saved = _with_added_task_settings(saved, current)
     old, new, defaults = flatten(saved), flatten(current), _defaults()
     differences = []
     for key in sorted(old.keys() | new.keys()):

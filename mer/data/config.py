@@ -10,6 +10,8 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
+from mer.data.sources.debian_packages import SUPPORTED_LANGUAGES, package_spec_problem
+
 SOURCES = ("bible", "files", "debian", "tokens")
 
 
@@ -45,6 +47,13 @@ class TaskConfig:
     """Use only the first N training documents (quick experiments and tests)."""
     budget_tokens: int | None = None
     """Tokens of NEW data to train on in this task; null takes data.budget_tokens."""
+    packages: list[str] = field(default_factory=list)
+    """debian: the packages to read, in order, each a package name or "name:path/inside/package/" (only that folder);
+    empty takes the language's default list (mer.data.sources.debian_packages.DEFAULT_PACKAGES). Part of the text's
+    fingerprint, so data prepared from other packages is never reused."""
+    max_packages: int | None = None
+    """debian: read only the first N packages of the list (after leaving out those missing from the archive);
+    null reads them all."""
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -72,6 +81,31 @@ class TaskConfig:
             raise ValueError(f"data.tasks[{self.name}].max_train_documents must be >= 1 or null")
         if self.budget_tokens is not None and self.budget_tokens < 1:
             raise ValueError(f"data.tasks[{self.name}].budget_tokens must be >= 1 or null")
+        self._check_debian_fields()
+
+    def _check_debian_fields(self) -> None:
+        """`packages` and `max_packages` choose Debian packages: refused on another source (they would do nothing)
+        and checked as `DebianDocsConfig` checks them, so that a bad name is refused before anything downloads."""
+        where = f"data.tasks[{self.name}]"
+        given = [key for key, unset in (("packages", not self.packages), ("max_packages", self.max_packages is None))
+                 if not unset]
+        if given and self.source != "debian":
+            raise ValueError(f"{where}: {' and '.join(given)} choose Debian packages and apply only to source: debian, "
+                             f"but this task's source is {self.source!r}; drop {' and '.join(given)} or set "
+                             "source: debian")
+        if self.source != "debian":
+            return
+        if self.language not in SUPPORTED_LANGUAGES:
+            raise ValueError(f"{where}: source debian has no language {self.language!r}; set language to one of "
+                             f"{', '.join(SUPPORTED_LANGUAGES)} (or use source: files for another language)")
+        if isinstance(self.packages, str):
+            raise ValueError(f"{where}.packages must be a list such as [debian-reference-fr, debian-handbook], "
+                             f"not the string {self.packages!r}")
+        for spec in self.packages:
+            if (problem := package_spec_problem(spec)) is not None:
+                raise ValueError(f"{where}.packages: {problem}")
+        if self.max_packages is not None and self.max_packages < 1:
+            raise ValueError(f"{where}.max_packages={self.max_packages} must be >= 1, or null to read every package")
 
 
 @dataclass
@@ -120,6 +154,11 @@ class DataConfig:
     """Held-out span of every task: its validation split's first this many tokens, the same for every model
     whatever its seq_len (null: the whole split). Longer than a task's split is refused before training.
     Replaces data.eval_blocks (blocks of seq_len + 1 tokens, which gave models of other seq_len other text)."""
+    min_val_tokens: int = 4096
+    """Fewest tokens a task's validation split may have, checked for every task once it is tokenized (before any
+    training): a smaller split is refused, since every loss, forgetting figure and fit is read from it. 4096 is 32
+    disjoint windows of the 128-token context of the CPU models (2 of a 2048-token one) and a few hundred sentences:
+    fewer, and the held-out loss of a task rests on a handful of paragraphs. Lower it knowingly for tiny tests."""
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -138,6 +177,9 @@ class DataConfig:
             raise ValueError(f"data.budget_steps={self.budget_steps} is set together with a per-task budget_tokens "
                              f"(tasks {per_task}): a budget is either steps (the same for every task) or tokens; "
                              "drop data.budget_steps, or the tasks' budget_tokens")
+        if self.min_val_tokens < 2:
+            raise ValueError(f"data.min_val_tokens={self.min_val_tokens} must be >= 2 (one target needs a token "
+                             "before it)")
         if self.eval_tokens is not None and self.eval_tokens < 2:
             raise ValueError(f"data.eval_tokens={self.eval_tokens} must be >= 2 (one target needs a token before it), "
                              "or null to evaluate on each task's whole validation split")

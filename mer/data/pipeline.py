@@ -38,9 +38,32 @@ def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
     if task.source == "debian":
         from mer.data.sources.debian import DebianDocsConfig, build_debian_corpus
 
-        return build_debian_corpus(task.language, DebianDocsConfig(languages=[task.language],
-                                                                   cache_dir=str(data_dir / "debian")), task.name)
+        # The task's own package list, if any: the corpus fingerprint hashes the packages read (with their versions),
+        # so the tokenizer and shards made from other packages are never reused; unset, the defaults as before.
+        cfg = DebianDocsConfig(languages=[task.language], cache_dir=str(data_dir / "debian"),
+                               packages={task.language: list(task.packages)} if task.packages else {},
+                               max_packages=task.max_packages)
+        return build_debian_corpus(task.language, cfg, task.name)
     raise DataError(f"task {task.name!r}: source {task.source!r} has no text to build a corpus from")
+
+
+def check_val_tokens(task: TaskConfig, shards: ShardInfo, minimum: int) -> None:
+    """Refuse a task whose validation split is too small to evaluate on (`data.min_val_tokens`), naming the fixes its
+    source offers. Its shards stay in the cache: they are complete and right, only too small for this run's minimum."""
+    n_val = shards.n_tokens("val")
+    if n_val >= minimum:
+        return
+    where = f"data.tasks[{task.name}]"
+    fixes = {
+        "files": ([f"give more text in {where}.val_files"] if task.val_files else
+                  [f"raise {where}.val_fraction (now {task.val_fraction})", f"give {where}.val_files"]),
+        "debian": [f"add packages ({where}.packages)"] + ([f"raise {where}.max_packages"] if task.max_packages else []),
+        "tokens": [f"give a longer validation file ({where}.val_files)"],
+        "bible": [],  # the held-out books are fixed, the same in every language
+    }[task.source]
+    raise DataError(f"task {task.name!r}: its validation split has {n_val:,} tokens, fewer than "
+                    f"data.min_val_tokens={minimum:,}, too few to evaluate on; "
+                    f"{', '.join(fixes + ['or lower data.min_val_tokens' if fixes else 'lower data.min_val_tokens'])}")
 
 
 @dataclass
@@ -103,10 +126,11 @@ def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
             dtype = task.token_dtype or token_dtype(len(tokenizer)).name
             shards.append(register_token_files(task.name, task.language, Path(task.train_files[0]),
                                                Path(task.val_files[0]), dtype, tokenizer, digest, data_dir))
-            continue
-        corpus = corpora[task.name]
-        coverage = check_coverage(tokenizer, corpus)
-        shards.append(prepare_shards(corpus, tokenizer, digest, data_dir, coverage))
+        else:
+            corpus = corpora[task.name]
+            coverage = check_coverage(tokenizer, corpus)
+            shards.append(prepare_shards(corpus, tokenizer, digest, data_dir, coverage))
+        check_val_tokens(task, shards[-1], cfg.min_val_tokens)  # before the next task is tokenized
     tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
                      else data_dir / "tokenizers" / digest)
     # The downstream cloze items of the held-out verses: written once, like the shards, so that

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mer.data.sources.debian_packages import PACKAGE_NAME, SUPPORTED_LANGUAGES
+from mer.data.sources.debian_packages import SUPPORTED_LANGUAGES, package_spec_problem
 
 
 def default_cache_dir() -> str:
@@ -61,12 +61,8 @@ class DebianDocsConfig:
             if isinstance(specs, str) or not specs:
                 raise ValueError(f"packages[{lang!r}]: give a non-empty list of package names, got {specs!r}")
             for spec in specs:
-                name = str(spec).split(":", 1)[0]
-                if not PACKAGE_NAME.match(name):
-                    raise ValueError(
-                        f"packages[{lang!r}]: {spec!r} is not a Debian package name "
-                        "(lowercase letters, digits, + - .; optionally ':path/inside/package/')"
-                    )
+                if (problem := package_spec_problem(spec)) is not None:
+                    raise ValueError(f"packages[{lang!r}]: {problem}")
         if not isinstance(self.val_percent, int) or not 1 <= self.val_percent <= 50:
             raise ValueError(f"val_percent: must be an integer from 1 to 50, got {self.val_percent!r}")
         if not isinstance(self.min_paragraph_chars, int) or self.min_paragraph_chars < 1:

@@ -51,6 +51,18 @@ PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 """What a package name may look like (Debian policy 5.6.1): checked in the configuration."""
 
 
+def package_spec_problem(spec: object) -> str | None:
+    """Why `spec` ("name" or "name:path/inside/package/") cannot name a package, or None when it can.
+
+    One check for both places a package list is given (`DebianDocsConfig.packages` and a `source: debian` task's
+    `packages`), so that the two accept and refuse the same specs, before anything is downloaded."""
+    name = str(spec).split(":", 1)[0]
+    if isinstance(spec, str) and PACKAGE_NAME.match(name):
+        return None
+    return (f"{spec!r} is not a Debian package name (lowercase letters, digits, + - .; "
+            "optionally ':path/inside/package/')")
+
+
 @dataclass(frozen=True)
 class PackageSource:
     """One package and the folder inside it that holds the language's documents."""
