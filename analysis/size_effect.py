@@ -6,7 +6,8 @@ states, from the no-replay runs (alpha = 0, Reptile off), each size's learned an
 intervals over seeds, the span of non-embedding parameters, and the Welch interval of largest minus smallest.
 The sentence's rule: learned loss "falls with size" when the largest-minus-smallest interval lies below 0 and
 every step of the ladder has a mean below the previous step's; "falls overall, not at every step" when only the
-first holds; "does not fall with size" when the interval does not lie below 0.
+first holds; "does not clearly fall with size" when the interval does not lie below 0 (it may still fall: the seeds
+cannot tell it from no change).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def verdict(runs: pd.DataFrame, metric: str = "learned_loss") -> str:
     if diff.sign() < 0:
         how = "falls with size at every step of the ladder" if steps_down else "falls overall, but not at every step"
         return f"No-replay {words} {how} {span}: largest minus smallest {diff.text()} nats/token (95%)."
-    return f"No-replay {words} does not fall with size {span}: largest minus smallest {diff.text()} nats/token (95%)."
+    return (f"No-replay {words} does not clearly fall with size {span}: largest minus smallest {diff.text()} nats/token "
+            "(95%; the interval includes 0).")
 
 
 def section(runs: pd.DataFrame) -> list[str]:
