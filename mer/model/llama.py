@@ -222,10 +222,11 @@ SMALL_VOCAB_LADDER: tuple[str, ...] = ("cpu-ne27k", "cpu-ne83k", "cpu-ne200k", "
 """The sizes of `+sweep=size_matters` (vocabulary 512): one seq_len (128), 27k to 1.0M non-embedding parameters
 (1.57 decades); each name is its non-embedding count."""
 
-PRESET_VOCAB: dict[str, int] = {name: 4096 if name.startswith("cpu-") else 50304
-                                for name in PRESETS if name not in SMALL_VOCAB_LADDER}
-"""Vocabulary size at which each preset's total parameter count matches its name (see the module table); the
-small-vocabulary ladder is named by its non-embedding count instead, at any vocabulary."""
+PRESET_VOCAB: dict[str, int] = {name: 512 if name in SMALL_VOCAB_LADDER else 4096 if name.startswith("cpu-") else 50304
+                                for name in PRESETS}
+"""Vocabulary size at which each preset is quoted in the module table: for the CPU and paper ladders the total
+parameter count matches the name there; the small-vocabulary ladder is named by its non-embedding count, which
+holds at any vocabulary (512 is the vocabulary of its study)."""
 
 
 def get_preset(name: str, **overrides) -> ModelConfig:
