@@ -6,6 +6,7 @@ interval cannot fire in some task (or any other refused setting) fails here, not
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -20,10 +21,16 @@ PRESETS = sorted(p.stem for p in (REPO / "sweeps" / "conf" / "sweep").glob("*.ya
 
 
 def run_config(overrides: list[str]) -> RunConfig:
-    """The validated RunConfig of one job of a sweep, composed as Hydra composes it for the job."""
+    """The validated RunConfig of one job of a sweep, composed as Hydra composes it for the job. Composed once per
+    job: several tests read the same presets' points (a composition takes about a second); callers only read it."""
+    return _composed_run_config(tuple(overrides))
+
+
+@functools.cache
+def _composed_run_config(overrides: tuple[str, ...]) -> RunConfig:
     from omegaconf import OmegaConf, open_dict
 
-    cfg = compose(overrides)
+    cfg = compose(list(overrides))
     with open_dict(cfg):
         del cfg["hydra"]
     return to_dataclass(OmegaConf.merge(OmegaConf.structured(RunConfig), cfg), RunConfig)
@@ -105,7 +112,9 @@ def test_size_matters_trains_each_size_at_its_searched_rate_and_reptile_at_least
     search = grid_points("size_matters_lr")
     rates = sorted({float(dict(o.split("=", 1) for o in point)["optim.lr"]) for point in search})
     configs = [run_config(["+sweep=size_matters", *point]) for point in grid_points("size_matters")]
-    per_size = {c.model.name: {x.optim.lr for x in configs if x.model.name == c.model.name} for c in configs}
+    per_size: dict[str, set[float]] = {}
+    for c in configs:
+        per_size.setdefault(c.model.name, set()).add(c.optim.lr)
     assert set(per_size) == set(SMALL_VOCAB_LADDER)
     for size, used in per_size.items():
         assert len(used) == 1 and rates[0] < used.pop() < rates[-1], (size, used, rates)  # not at a grid edge
