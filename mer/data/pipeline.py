@@ -13,34 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mer.data.cloze import count_items, prepare_cloze
-from mer.data.config import DataConfig, TaskConfig
-from mer.data.corpus import DataError, TaskCorpus
-from mer.data.shards import ShardInfo, prepare_shards, register_token_files, token_dtype
+from mer.data.config import DataConfig
+from mer.data.corpus import DataError
+from mer.data.corpus_build import build_corpus
+from mer.data.piece_groups import GroupSpec, plan_work
+from mer.data.prepare_config import PrepareConfig
+from mer.data.prepare_engine import piece_report, run_engine
+from mer.data.shards import ShardInfo, load_shards, register_token_files, shard_directory, token_dtype
 from mer.data.tokenizer import check_coverage, prepare_tokenizer
 from mer.files.atomic import DiskFull, is_disk_full
 
 log = logging.getLogger(__name__)
-
-
-def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
-    """The text source of one task (not used for pre-tokenized tasks)."""
-    if task.source == "bible":
-        from mer.data.sources.bible import build_bible_corpus
-
-        return build_bible_corpus(task.name, task.language, task.translation, task.max_train_documents)
-    if task.source == "files":
-        from mer.data.sources.files import build_files_corpus
-
-        return build_files_corpus(
-            task.name, task.language, task.train_files, task.val_files, task.val_fraction, task.text_field,
-            task.text_split, task.encoding, task.decode_errors, task.max_train_documents,
-        )
-    if task.source == "debian":
-        from mer.data.sources.debian import DebianDocsConfig, build_debian_corpus
-
-        return build_debian_corpus(task.language, DebianDocsConfig(languages=[task.language],
-                                                                   cache_dir=str(data_dir / "debian")), task.name)
-    raise DataError(f"task {task.name!r}: source {task.source!r} has no text to build a corpus from")
 
 
 @dataclass
@@ -55,6 +38,8 @@ class PreparedData:
     """The folder the tokenizer loads from (the cached BPE or data.tokenizer.path): exports copy it."""
     cloze_dir: Path | None = None
     """The harness task folder of the built-in `bible_cloze` task (`mer.data.cloze`); None without Bible tasks."""
+    pieces: str = ""
+    """Per task prepared now, how many pieces were built and how many kept from an earlier preparation."""
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -72,12 +57,13 @@ def check_data_dir(data_dir: Path) -> None:
         raise DataError(f"data.data_dir={data_dir} is not writable by this process; {fix}")
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Prepare (or load from the cache) the tokenizer and every task's shards."""
+def prepare_data(cfg: DataConfig, engine: PrepareConfig | None = None) -> PreparedData:
+    """Prepare (or load from the cache) the tokenizer and every task's shards; `engine`: with how many processes
+    or on Slurm (`python -m mer.data.prepare workers=4`; default: in this process)."""
     data_dir = Path(cfg.data_dir).expanduser()
     check_data_dir(data_dir)
     try:
-        return _prepare(cfg, data_dir)
+        return _prepare(cfg, data_dir, engine or PrepareConfig())
     except DiskFull:
         raise
     except OSError as error:
@@ -88,7 +74,7 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
                        "the data; free space there and run the same command again", where=data_dir) from error
 
 
-def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
+def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig) -> PreparedData:
     started = time.perf_counter()
     text_tasks = [t for t in cfg.tasks if t.source != "tokens"]
     token_tasks = [t for t in cfg.tasks if t.source == "tokens"]
@@ -97,6 +83,11 @@ def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
         raise DataError(f"tasks {names} are pre-tokenized: set data.tokenizer.path to the tokenizer they were made with")
     corpora = {t.name: build_corpus(t, data_dir) for t in text_tasks}  # checks sources before any long work
     tokenizer, digest = prepare_tokenizer(list(corpora.values()), cfg.tokenizer, data_dir)
+    tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
+                     else data_dir / "tokenizers" / digest)
+    coverage = {name: check_coverage(tokenizer, corpus) for name, corpus in corpora.items()}
+    todo = plan_work(corpora, coverage, digest, data_dir, engine.piece_bytes)
+    counts = run_engine(todo, GroupSpec(cfg, str(tokenizer_dir), digest, engine.piece_bytes), engine, tokenizer)
     shards = []
     for task in cfg.tasks:
         if task.source == "tokens":
@@ -104,15 +95,12 @@ def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
             shards.append(register_token_files(task.name, task.language, Path(task.train_files[0]),
                                                Path(task.val_files[0]), dtype, tokenizer, digest, data_dir))
             continue
-        corpus = corpora[task.name]
-        coverage = check_coverage(tokenizer, corpus)
-        shards.append(prepare_shards(corpus, tokenizer, digest, data_dir, coverage))
-    tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
-                     else data_dir / "tokenizers" / digest)
+        shards.append(load_shards(shard_directory(data_dir, digest, corpora[task.name])))
     # The downstream cloze items of the held-out verses: written once, like the shards, so that
     # `python -m mer.downstream --tasks bible_cloze` needs no network (and no preparation of its own).
     cloze = prepare_cloze(text_tasks, {name: corpus.fingerprint for name, corpus in corpora.items()}, data_dir)
-    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started, tokenizer_dir, cloze)
+    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started, tokenizer_dir, cloze,
+                        piece_report(counts))
 
 
 def prepare_cloze_tasks(cfg: DataConfig) -> Path | None:
