@@ -76,6 +76,10 @@ def build_piece(final: Path, work: Path, index: int, pieces: list[Piece], tokeni
         lock.acquire(timeout=LOCK_TIMEOUT_S if wait else 0)
     except Timeout:
         return "busy"
+    except FileNotFoundError:  # the folder was just published (renamed) by the process that finished the task
+        if final.is_dir():
+            return "done"
+        raise
     try:
         if final.is_dir() or piece_done(work, index):  # finished by another process meanwhile
             return "done"
