@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from mer.data.atomic import remove_stale_staging
 from mer.data.config import DataConfig
 from mer.data.corpus import Piece, TaskCorpus
 from mer.data.corpus_build import build_corpus
@@ -43,6 +44,7 @@ def plan_work(corpora: dict[str, TaskCorpus], coverage: dict[str, dict], tokeniz
     todo = {}
     for name, corpus in corpora.items():
         final = shard_directory(data_dir, tokenizer_hash, corpus)
+        remove_stale_staging(final)  # a staging folder an older, killed preparation left beside the entry
         if final.is_dir():
             continue
         pieces = task_pieces(corpus, piece_bytes)
