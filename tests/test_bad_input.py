@@ -936,6 +936,31 @@ def test_the_command_line_prints_one_message_and_exits_2(module, args, expected,
     assert_unchanged(before, snapshot(runs, data))
 
 
+# Issue 20's preparation engine (python -m mer.data.prepare): a setting that cannot take effect is refused.
+I20_CLI_CASES = [
+    ("i20_02_no_workers", ["workers=0"], "workers=0 must be >= 1"),
+    ("i20_02_workers_given_a_word", ["workers=many"], "Value 'many' of type 'str' could not be converted to Integer"),
+    ("i20_02_workers_on_slurm", ["launcher=slurm", "workers=4"],
+     "workers=4 cannot take effect with launcher=slurm (each array task prepares its pieces in one process); set "
+     "slurm.array_tasks instead"),
+    ("i20_02_unknown_launcher", ["launcher=ray"], "launcher='ray' is unknown; use one of ('local', 'slurm')"),
+    ("i20_02_no_array_tasks", ["launcher=slurm", "slurm.array_tasks=0"], "slurm.array_tasks=0 must be >= 1"),
+    ("i20_02_unknown_slurm_key", ["+slurm.partion=cpu"], "partion"),
+    ("i20_01_tiny_pieces", ["piece_bytes=100"], "piece_bytes=100 is too small; use at least 4096"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "expected"), [c[1:] for c in I20_CLI_CASES], ids=[c[0] for c in I20_CLI_CASES])
+def test_issue_20_preparation_settings_print_one_line_and_exit_2(args, expected, written):
+    runs, data = written
+    before = snapshot(runs, data)
+    proc = run_cli("mer.data.prepare", [*args, f"data.data_dir={data}"])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert expected in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert_unchanged(before, snapshot(runs, data))
+
 # Issue 23's command lines: (id naming the item, args, what the one line says). EXPERIMENTS are written into a
 # folder on Hydra's search path, as a user's own experiment files are.
 EXPERIMENTS = {"typo": "# @package _global_\noptim:\n  lrr: 0.1\n",

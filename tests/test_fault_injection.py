@@ -553,3 +553,32 @@ def test_i23_15_a_status_put_into_run_lock_gives_way_to_summary_json(tmpfs):
     assert effective_status(run_dir, summary) == "failed"
     assert "the run is running" not in (effective_error(run_dir, summary) or "")
     assert not (run_dir / "run.lock").exists() or "status" not in (read_record(run_dir) or {})
+
+
+# ------------------------------------------------------------------------------ issue 20: sharded preparation
+def test_i20_two_preparations_at_once_share_the_pieces(tmp_path):
+    """Two `python -m mer.data.prepare` of the same data started together (two array launches, two jobs): both
+    succeed, every piece is built by exactly one of them (a busy piece is left to its owner, then waited for), and
+    the shards equal one preparation's."""
+    import re
+
+    from prepare_helpers import PIECE, cli_args, data_config, folder_bytes, run_prepare_async, write_corpus
+
+    from mer.data.pipeline import prepare_data
+    from mer.data.prepare_config import PrepareConfig
+
+    files = write_corpus(tmp_path)
+    reference = tmp_path / "reference"
+    prepared = prepare_data(data_config(reference, files), PrepareConfig(piece_bytes=PIECE))
+    pieces = {info.name: info.manifest["pieces"] for info in prepared.shards}
+    shared = tmp_path / "shared"
+    procs = [run_prepare_async(cli_args(shared, files)) for _ in range(2)]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    for task, n in pieces.items():
+        built = [int(m.group(1)) for out, _ in outputs
+                 for m in [re.search(rf"task {task}: (\d+) piece\(s\) prepared now", out)] if m]
+        # A process that found the task already published prints nothing for it: it built none of its pieces.
+        assert sum(built) == n, (task, built, [out for out, _ in outputs])
+    assert folder_bytes(shared) == folder_bytes(reference)
+    assert not list(shared.rglob(".*pieces-*"))

@@ -58,7 +58,7 @@ def test_a_shard_zeroed_at_the_same_size_is_refused_and_rebuilt(cache):
     _run_the_fix(message)
     again = prepare_data(cfg)
     assert again.shards[1].manifest["splits"] == manifest["splits"]  # the same tokens, prepared again
-    assert shard_check.scan_tokens(shard, np.dtype("uint16"))[0] == manifest["splits"]["train"]["sha256"]
+    assert shard_check.scan_tokens(shard, np.dtype("uint16"))[0] == manifest["splits"]["train"]["shards"][0]["sha256"]
 
 
 def test_a_zeroed_shard_with_its_mtime_set_back_is_still_refused(cache, monkeypatch):
@@ -82,10 +82,12 @@ def test_random_bytes_in_a_shard_are_refused(cache):
 
 
 def test_token_ids_of_shards_prepared_before_manifests_had_hashes_are_checked(cache):
-    """An older manifest has neither sha256 nor max_token_id: the ids are still checked against the vocabulary."""
+    """An older manifest has neither sha256 nor max_token_id (nor a list of shards: format 1, one file a split): the
+    ids are still checked against the vocabulary."""
     cfg, prepared = cache
     info = prepared.shards[3]
-    manifest = dict(info.manifest, splits={s: {k: v for k, v in e.items() if k not in ("sha256", "max_token_id")}
+    old = ("sha256", "max_token_id", "shards")
+    manifest = dict(info.manifest, splits={s: {k: v for k, v in e.items() if k not in old}
                                            for s, e in info.manifest["splits"].items()})
     (info.directory / "manifest.json").write_text(json.dumps(manifest))
     tokens = np.fromfile(info.path("train"), dtype=np.uint16)

@@ -69,7 +69,7 @@ def test_concurrent_preparation_of_the_same_data(tmp_path):
         cfg = DataConfig(tasks=[TaskConfig(name=l, max_train_documents=25) for l in ("en", "ja")],
                          data_dir={str(tmp_path)!r}, tokenizer=TokenizerConfig(vocab_size=400, train_chars_per_task=30000))
         p = prepare_data(cfg)
-        print(*[s.manifest["splits"]["train"]["sha256"] for s in p.shards])
+        print(*[shard["sha256"] for s in p.shards for shard in s.manifest["splits"]["train"]["shards"]])
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

@@ -11,6 +11,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One unit of sharded preparation (`mer.data.shard_build`): a part of a task's input, tokenized on its own into
+    its own shards. A task's pieces, in order, give its documents in the order of `train_documents` and
+    `val_documents`, so the shards concatenated are the same tokens whatever the cut."""
+
+    key: str
+    """What the piece reads, e.g. "train:/data/fr/a.jsonl:0-268435456" (identifies it in the plan of a preparation)."""
+    read: Callable[[], Iterator[tuple[str, str]]]
+    """Yields (split, document) pairs, split being "train" or "val", in order."""
+
+
 class DataError(ValueError):
     """Bad data input (missing package or file, empty corpus, undecodable bytes...).
 
@@ -34,3 +46,17 @@ class TaskCorpus:
     """Yields the training documents, in a fixed order."""
     val_documents: Callable[[], Iterator[str]]
     """Yields the validation documents, in a fixed order, disjoint from the training ones."""
+    pieces: Callable[[int], list[Piece]] | None = None
+    """The input cut into pieces of about the given number of bytes (files, byte ranges of large files), for
+    preparation in parallel; None: the whole corpus is one piece (`whole_corpus_pieces`)."""
+
+
+def whole_corpus_pieces(corpus: TaskCorpus) -> list[Piece]:
+    """The pieces of a corpus: its own cut where its source has one, else one piece of everything."""
+    def read() -> Iterator[tuple[str, str]]:
+        for document in corpus.train_documents():
+            yield "train", document
+        for document in corpus.val_documents():
+            yield "val", document
+
+    return [Piece(key="all", read=read)]

@@ -14,37 +14,16 @@ from pathlib import Path
 
 from mer.data.cloze import count_items, prepare_cloze
 from mer.data.config import DataConfig, TaskConfig
-from mer.data.corpus import DataError, TaskCorpus
-from mer.data.shards import ShardInfo, prepare_shards, register_token_files, token_dtype
+from mer.data.corpus import DataError
+from mer.data.corpus_build import build_corpus
+from mer.data.piece_groups import GroupSpec, plan_work
+from mer.data.prepare_config import PrepareConfig
+from mer.data.prepare_engine import piece_report, run_engine
+from mer.data.shards import ShardInfo, load_shards, register_token_files, shard_directory, token_dtype
 from mer.data.tokenizer import check_coverage, prepare_tokenizer
 from mer.files.atomic import DiskFull, is_disk_full
 
 log = logging.getLogger(__name__)
-
-
-def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
-    """The text source of one task (not used for pre-tokenized tasks)."""
-    if task.source == "bible":
-        from mer.data.sources.bible import build_bible_corpus
-
-        return build_bible_corpus(task.name, task.language, task.translation, task.max_train_documents)
-    if task.source == "files":
-        from mer.data.sources.files import build_files_corpus
-
-        return build_files_corpus(
-            task.name, task.language, task.train_files, task.val_files, task.val_fraction, task.text_field,
-            task.text_split, task.encoding, task.decode_errors, task.max_train_documents,
-        )
-    if task.source == "debian":
-        from mer.data.sources.debian import DebianDocsConfig, build_debian_corpus
-
-        # The task's own package list, if any: the corpus fingerprint hashes the packages read (with their versions),
-        # so the tokenizer and shards made from other packages are never reused; unset, the defaults as before.
-        cfg = DebianDocsConfig(languages=[task.language], cache_dir=str(data_dir / "debian"),
-                               packages={task.language: list(task.packages)} if task.packages else {},
-                               max_packages=task.max_packages)
-        return build_debian_corpus(task.language, cfg, task.name)
-    raise DataError(f"task {task.name!r}: source {task.source!r} has no text to build a corpus from")
 
 
 def check_val_tokens(task: TaskConfig, shards: ShardInfo, minimum: int) -> None:
@@ -78,6 +57,8 @@ class PreparedData:
     """The folder the tokenizer loads from (the cached BPE or data.tokenizer.path): exports copy it."""
     cloze_dir: Path | None = None
     """The harness task folder of the built-in `bible_cloze` task (`mer.data.cloze`); None without Bible tasks."""
+    pieces: str = ""
+    """Per task prepared now, how many pieces were built and how many kept from an earlier preparation."""
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -95,12 +76,13 @@ def check_data_dir(data_dir: Path) -> None:
         raise DataError(f"data.data_dir={data_dir} is not writable by this process; {fix}")
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Prepare (or load from the cache) the tokenizer and every task's shards."""
+def prepare_data(cfg: DataConfig, engine: PrepareConfig | None = None) -> PreparedData:
+    """Prepare (or load from the cache) the tokenizer and every task's shards; `engine`: with how many processes
+    or on Slurm (`python -m mer.data.prepare workers=4`; default: in this process)."""
     data_dir = Path(cfg.data_dir).expanduser()
     check_data_dir(data_dir)
     try:
-        return _prepare(cfg, data_dir)
+        return _prepare(cfg, data_dir, engine or PrepareConfig())
     except DiskFull:
         raise
     except OSError as error:
@@ -111,7 +93,7 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
                        "the data; free space there and run the same command again", where=data_dir) from error
 
 
-def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
+def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig) -> PreparedData:
     started = time.perf_counter()
     text_tasks = [t for t in cfg.tasks if t.source != "tokens"]
     token_tasks = [t for t in cfg.tasks if t.source == "tokens"]
@@ -120,6 +102,11 @@ def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
         raise DataError(f"tasks {names} are pre-tokenized: set data.tokenizer.path to the tokenizer they were made with")
     corpora = {t.name: build_corpus(t, data_dir) for t in text_tasks}  # checks sources before any long work
     tokenizer, digest = prepare_tokenizer(list(corpora.values()), cfg.tokenizer, data_dir)
+    tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
+                     else data_dir / "tokenizers" / digest)
+    coverage = {name: check_coverage(tokenizer, corpus) for name, corpus in corpora.items()}
+    todo = plan_work(corpora, coverage, digest, data_dir, engine.piece_bytes)
+    counts = run_engine(todo, GroupSpec(cfg, str(tokenizer_dir), digest, engine.piece_bytes), engine, tokenizer)
     shards = []
     for task in cfg.tasks:
         if task.source == "tokens":
@@ -127,16 +114,13 @@ def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
             shards.append(register_token_files(task.name, task.language, Path(task.train_files[0]),
                                                Path(task.val_files[0]), dtype, tokenizer, digest, data_dir))
         else:
-            corpus = corpora[task.name]
-            coverage = check_coverage(tokenizer, corpus)
-            shards.append(prepare_shards(corpus, tokenizer, digest, data_dir, coverage))
-        check_val_tokens(task, shards[-1], cfg.min_val_tokens)  # before the next task is tokenized
-    tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
-                     else data_dir / "tokenizers" / digest)
+            shards.append(load_shards(shard_directory(data_dir, digest, corpora[task.name])))
+        check_val_tokens(task, shards[-1], cfg.min_val_tokens)
     # The downstream cloze items of the held-out verses: written once, like the shards, so that
     # `python -m mer.downstream --tasks bible_cloze` needs no network (and no preparation of its own).
     cloze = prepare_cloze(text_tasks, {name: corpus.fingerprint for name, corpus in corpora.items()}, data_dir)
-    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started, tokenizer_dir, cloze)
+    return PreparedData(tokenizer, digest, shards, time.perf_counter() - started, tokenizer_dir, cloze,
+                        piece_report(counts))
 
 
 def prepare_cloze_tasks(cfg: DataConfig) -> Path | None:

@@ -64,18 +64,18 @@ def _read_stamps(path: Path) -> dict:
         return {}  # none yet, or damaged: everything is verified again
 
 
-def verify_shard_files(directory: Path, manifest: dict, paths: dict[str, Path], dtype: np.dtype) -> None:
+def verify_shard_files(directory: Path, manifest: dict, entries: dict[str, tuple[Path, str | None]],
+                       dtype: np.dtype) -> None:
     """Refuse a shard whose bytes differ from the manifest's sha256 or that holds a token id >= the manifest's
-    vocabulary size, naming the file and the fix; stamp the files that pass."""
+    vocabulary size, naming the file and the fix; stamp the files that pass. `entries`: stamp key -> (the shard's
+    path, its sha256 in the manifest, None for the user's pre-tokenized files registered in place)."""
     vocab = manifest.get("vocab_size")
     stamp_path = directory / STAMP_FILE
     stamps = _read_stamps(stamp_path)
     fresh = {}
-    for split, path in paths.items():
-        entry = manifest["splits"][split]
-        expected = entry.get("sha256")  # pre-tokenized files registered in place have none
+    for key, (path, expected) in entries.items():
         identity = _identity(path)
-        stamp = stamps.get(split)
+        stamp = stamps.get(key)
         if isinstance(stamp, dict) and stamp.get("identity") == identity and stamp.get("sha256") == expected:
             largest = int(stamp["max_token_id"])
         else:
@@ -90,7 +90,7 @@ def verify_shard_files(directory: Path, manifest: dict, paths: dict[str, Path], 
                             f"{vocab} tokens (manifest {directory / 'manifest.json'}): the file is damaged; "
                             f"{rebuild_hint(directory, manifest)}")
         if time.time_ns() - max(identity["mtime_ns"], identity["ctime_ns"]) > RACY_NS:
-            fresh[split] = {"identity": identity, "sha256": expected, "max_token_id": largest}
+            fresh[key] = {"identity": identity, "sha256": expected, "max_token_id": largest}
     if fresh != stamps:  # stamps of files changed since (or not stamped now) are dropped, never kept stale
         try:
             if fresh:

@@ -1,16 +1,18 @@
-"""Token shards: one flat token array per task and split on disk, with a manifest.
+"""Token shards: flat token arrays per task and split on disk, with a manifest.
 
-Layout under `<data_dir>/shards/<tokenizer hash>/<task>-<fingerprint[:12]>/`:
-`train.bin`, `val.bin` (raw little-endian uint16 when the vocabulary fits, else uint32; documents
-separated by the end-of-text token) and `manifest.json` (source, hashes, token counts, dtype).
-Shards are read with `numpy.memmap`, never loaded whole.
+Layout under `<data_dir>/shards/<tokenizer hash>/<task>-<fingerprint[:12]>/`: one `train-NNNNN.bin` and
+`val-NNNNN.bin` per input piece that produced tokens of that split (`train.bin` and `val.bin` for a task of one piece) (`mer.data.shard_build`: raw little-endian
+uint16 when the vocabulary fits, else uint32; documents separated by the end-of-text token) and `manifest.json`
+(source, hashes, token counts, dtype, and per split the list of its shards in piece order). A split's tokens are
+its shards one after the other (`mer.data.token_view`), read with `numpy.memmap`, never loaded whole.
+Format 1 (one `train.bin` and `val.bin` per task, no list of shards, written before sharded preparation) is still
+read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -21,8 +23,9 @@ import numpy as np
 from mer.data.atomic import atomic_directory
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.shard_check import rebuild_hint, verify_shard_files
+from mer.data.token_view import ConcatenatedTokens
 
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2
 SPLITS = ("train", "val")
 
 
@@ -43,14 +46,33 @@ class ShardInfo:
     def dtype(self) -> np.dtype:
         return np.dtype(self.manifest["dtype"])
 
+    def shards(self, split: str) -> list[dict]:
+        """The split's shard files in order, each {"path": Path, "tokens": int, "sha256": str | None}."""
+        entry = self.manifest["splits"][split]
+        if "shards" not in entry:  # format 1: one file per split
+            path = Path(self.manifest["files"][split]) if "files" in self.manifest else self.directory / f"{split}.bin"
+            return [{"path": path, "tokens": int(entry["tokens"]), "sha256": entry.get("sha256")}]
+        # A shard file is named relative to the folder, or absolute (the user's token files, registered in place).
+        return [{"path": self.directory / shard["file"], "tokens": int(shard["tokens"]), "sha256": shard.get("sha256")}
+                for shard in entry["shards"]]
+
+    def paths(self, split: str) -> list[Path]:
+        return [shard["path"] for shard in self.shards(split)]
+
     def path(self, split: str) -> Path:
-        return Path(self.manifest["files"][split]) if "files" in self.manifest else self.directory / f"{split}.bin"
+        """The split's one shard file; a split in several shards has `paths(split)` instead."""
+        paths = self.paths(split)
+        if len(paths) != 1:
+            raise ValueError(f"task {self.name!r}: the {split} split is {len(paths)} shard files; use paths()")
+        return paths[0]
 
     def n_tokens(self, split: str) -> int:
         return int(self.manifest["splits"][split]["tokens"])
 
-    def tokens(self, split: str) -> np.memmap:
-        return np.memmap(self.path(split), dtype=self.dtype, mode="r")
+    def tokens(self, split: str):
+        """The split's tokens: the memmap of its one shard, or a view of its shards one after the other."""
+        parts = [np.memmap(path, dtype=self.dtype, mode="r") for path in self.paths(split)]
+        return parts[0] if len(parts) == 1 else ConcatenatedTokens(parts)
 
 
 PIECE_CHARS = 1 << 20
@@ -93,78 +115,71 @@ def _batches(documents: Iterable[str], size: int) -> Iterator[list[tuple[str, bo
         yield batch
 
 
+class SplitWriter:
+    """Tokenizes documents given one at a time into a flat array file (EOS after each document), in batches of
+    at most 256 pieces and about BATCH_CHARS characters, so memory stays bounded whatever the corpus size."""
+
+    def __init__(self, tokenizer, handle, dtype: np.dtype, batch_size: int = 256) -> None:
+        self.tokenizer, self.handle, self.dtype, self.batch_size = tokenizer, handle, np.dtype(dtype), batch_size
+        self.digest = hashlib.sha256()
+        self.n_tokens = self.n_documents = self.n_chars = 0
+        self.largest = -1
+        self.batch: list[tuple[str, bool]] = []
+        self.batch_chars = 0
+
+    def add(self, document: str) -> None:
+        pieces = document_pieces(document)
+        piece = next(pieces)
+        for following in chain(pieces, [None]):
+            self.batch.append((piece, following is None))
+            self.batch_chars += len(piece)
+            if len(self.batch) == self.batch_size or self.batch_chars >= BATCH_CHARS:
+                self.flush()
+            piece = following
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_chars = self.batch, [], 0
+        eos = self.tokenizer.eos_token_id
+        # The Rust tokenizer encodes a batch on all cores.
+        # verbose=False: documents are meant to be longer than the tokenizer's model_max_length (they are cut
+        # into blocks later); transformers would warn "Token indices sequence length is longer..." at every run.
+        encoded = self.tokenizer([piece for piece, _ in batch], add_special_tokens=False, verbose=False)["input_ids"]
+        ends = [ends_document for _, ends_document in batch]
+        flat = np.fromiter(
+            chain.from_iterable(ids + [eos] if last else ids for ids, last in zip(encoded, ends, strict=True)),
+            dtype=np.int64,
+            count=sum(len(ids) + last for ids, last in zip(encoded, ends, strict=True)),
+        )
+        if flat.size and flat.max() >= np.iinfo(self.dtype).max + 1:
+            raise DataError(f"token id {int(flat.max())} does not fit {self.dtype}; this is a bug in dtype selection")
+        self.largest = max(self.largest, int(flat.max())) if flat.size else self.largest
+        chunk = flat.astype(self.dtype).tobytes()
+        self.handle.write(chunk)
+        self.digest.update(chunk)
+        self.n_tokens += flat.size
+        self.n_documents += sum(ends)
+        self.n_chars += sum(len(piece) for piece, _ in batch)
+
+    def close(self) -> dict:
+        """Flush the last batch; the counts and hash of what was written."""
+        self.flush()
+        return {"tokens": self.n_tokens, "documents": self.n_documents, "characters": self.n_chars,
+                "sha256": self.digest.hexdigest(), "max_token_id": self.largest}
+
+
 def write_split(documents: Iterable[str], tokenizer, path: Path, dtype: np.dtype) -> dict:
     """Tokenize documents into a flat array file (EOS after each document); returns counts and hash."""
-    eos = tokenizer.eos_token_id
-    digest = hashlib.sha256()
-    n_tokens = n_documents = n_chars = 0
-    largest = -1
     with open(path, "wb") as handle:
-        for batch in _batches(documents, 256):
-            # The Rust tokenizer encodes a batch on all cores.
-            # verbose=False: documents are meant to be longer than the tokenizer's model_max_length (they are cut
-            # into blocks later); transformers would warn "Token indices sequence length is longer..." at every run.
-            encoded = tokenizer([piece for piece, _ in batch], add_special_tokens=False, verbose=False)["input_ids"]
-            ends = [ends_document for _, ends_document in batch]
-            flat = np.fromiter(
-                chain.from_iterable(ids + [eos] if last else ids for ids, last in zip(encoded, ends, strict=True)),
-                dtype=np.int64,
-                count=sum(len(ids) + last for ids, last in zip(encoded, ends, strict=True)),
-            )
-            if flat.size and flat.max() >= np.iinfo(dtype).max + 1:
-                raise DataError(f"token id {int(flat.max())} does not fit {dtype}; this is a bug in dtype selection")
-            largest = max(largest, int(flat.max())) if flat.size else largest
-            chunk = flat.astype(dtype).tobytes()
-            handle.write(chunk)
-            digest.update(chunk)
-            n_tokens += flat.size
-            n_documents += sum(ends)
-            n_chars += sum(len(piece) for piece, _ in batch)
-    return {"tokens": n_tokens, "documents": n_documents, "characters": n_chars, "sha256": digest.hexdigest(),
-            "max_token_id": largest}
+        writer = SplitWriter(tokenizer, handle, dtype)
+        for document in documents:
+            writer.add(document)
+        return writer.close()
 
 
 def shard_directory(data_dir: Path, tokenizer_hash: str, corpus: TaskCorpus) -> Path:
     return data_dir / "shards" / tokenizer_hash / f"{corpus.name}-{corpus.fingerprint[:12]}"
-
-
-def prepare_shards(
-    corpus: TaskCorpus, tokenizer, tokenizer_hash: str, data_dir: Path, coverage: dict[str, float]
-) -> ShardInfo:
-    """Tokenize one task into train/val shards, once; later calls return the cached shards."""
-    final = shard_directory(data_dir, tokenizer_hash, corpus)
-    with atomic_directory(final) as staging:
-        if staging is not None:
-            started = time.perf_counter()
-            dtype = token_dtype(len(tokenizer))
-            splits = {}
-            for split, documents in (("train", corpus.train_documents()), ("val", corpus.val_documents())):
-                splits[split] = write_split(documents, tokenizer, staging / f"{split}.bin", dtype)
-                if splits[split]["max_token_id"] >= len(tokenizer):  # checked here, recorded, checked at every start
-                    raise DataError(f"task {corpus.name!r}: the tokenizer produced id {splits[split]['max_token_id']} "
-                                    f"but has {len(tokenizer)} tokens: its files are inconsistent (a damaged "
-                                    "tokenizer.json?); give an intact tokenizer")
-                if splits[split]["tokens"] == 0:
-                    raise DataError(f"task {corpus.name!r}: the {split} split is empty ({corpus.description}); "
-                                    "give more text or fix the paths")
-            manifest = {
-                "format": SHARD_FORMAT,
-                "task": corpus.name,
-                "language": corpus.language,
-                "source": corpus.description,
-                "fingerprint": corpus.fingerprint,
-                "tokenizer_hash": tokenizer_hash,
-                "vocab_size": len(tokenizer),
-                "eos_token_id": tokenizer.eos_token_id,
-                "dtype": dtype.name,
-                "document_separator": "eos_token_id after every document",
-                "splits": splits,
-                "coverage": coverage,
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-            # The manifest is written last, inside the staging directory, so it exists only for complete shards.
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    return load_shards(final)
 
 
 def load_shards(directory: Path) -> ShardInfo:
@@ -172,7 +187,7 @@ def load_shards(directory: Path) -> ShardInfo:
     (`mer.data.shard_check`, which reads a file again only when it changed since it was last verified)."""
     manifest_path = directory / "manifest.json"
     if not manifest_path.is_file():
-        # A folder appears under its final name only once complete (mer.data.atomic): this one lost its manifest.
+        # A folder appears under its final name only once complete (mer.data.shard_build): this one lost its manifest.
         raise DataError(f"{directory} has no manifest.json, so its shards cannot be checked; "
                         f"{rebuild_hint(directory, None)}")
     try:
@@ -180,13 +195,15 @@ def load_shards(directory: Path) -> ShardInfo:
     except json.JSONDecodeError as error:
         raise DataError(f"{manifest_path} is corrupt ({error.msg}); {rebuild_hint(directory, None)}") from None
     info = ShardInfo(name=manifest["task"], directory=directory, manifest=manifest)
+    entries = {}
     for split in SPLITS:
-        path = info.path(split)
-        expected = info.n_tokens(split) * info.dtype.itemsize
-        if not path.is_file() or path.stat().st_size != expected:
-            raise DataError(f"{path} is missing or has the wrong size (expected {expected} bytes); "
-                            f"{rebuild_hint(directory, manifest)}")
-    verify_shard_files(directory, manifest, {split: info.path(split) for split in SPLITS}, info.dtype)
+        for shard in info.shards(split):
+            path, expected = shard["path"], shard["tokens"] * info.dtype.itemsize
+            if not path.is_file() or path.stat().st_size != expected:
+                raise DataError(f"{path} is missing or has the wrong size (expected {expected} bytes); "
+                                f"{rebuild_hint(directory, manifest)}")
+            entries[f"{split}/{path.name}" if len(info.shards(split)) > 1 else split] = (path, shard["sha256"])
+    verify_shard_files(directory, manifest, entries, info.dtype)
     return info
 
 
@@ -210,8 +227,8 @@ def register_token_files(
         if largest >= len(tokenizer):
             raise DataError(f"task {name!r}: {path} holds token id {largest} but the tokenizer has "
                             f"{len(tokenizer)} tokens; give the tokenizer the file was made with (data.tokenizer.path)")
-        splits[split] = {"tokens": int(tokens.size), "file": str(path), "size": size,
-                         "mtime_ns": path.stat().st_mtime_ns}
+        splits[split] = {"tokens": int(tokens.size), "shards": [{"file": str(path), "tokens": int(tokens.size),
+                                                                  "size": size, "mtime_ns": path.stat().st_mtime_ns}]}
     key = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()
     final = data_dir / "shards" / tokenizer_hash / f"{name}-tokens-{key[:12]}"
     with atomic_directory(final) as staging:
@@ -221,7 +238,7 @@ def register_token_files(
                 "fingerprint": key, "tokenizer_hash": tokenizer_hash, "vocab_size": len(tokenizer),
                 "eos_token_id": tokenizer.eos_token_id, "dtype": dtype.name,
                 "document_separator": "as written by the user", "splits": splits,
-                "files": {split: splits[split]["file"] for split in SPLITS},
+                "files": {split: [shard["file"] for shard in splits[split]["shards"]] for split in SPLITS},
             }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return load_shards(final)

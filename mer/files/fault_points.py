@@ -18,6 +18,8 @@ The points (where the one-line calls are), and what is on disk when the kill com
   (a torn write).
 - `evaluation`: `mer.training.trainer.Trainer.evaluate`, after the forwards, before the record is appended; the log up
   to the previous record.
+- `prepare_piece`: `mer.data.shard_build`, in the middle of a piece of a sharded preparation: its train shard
+  written under a temporary name, its val shard not yet, nothing renamed, no record of the piece.
 - `task_boundary`: `mer.training.trainer.Trainer.fit`, after a task's boundary evaluation, before the checkpoint that
   ends the task; the boundary record appended, no checkpoint of it.
 """

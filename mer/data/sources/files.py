@@ -15,10 +15,13 @@ import io
 import json
 import zlib
 from collections.abc import Iterator, Sequence
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
+from mer.data.byte_range import RangeFile
 from mer.data.corpus import DataError, TaskCorpus
+from mer.data.sources.file_pieces import FileReading, file_pieces
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -61,38 +64,52 @@ def resolve_files(patterns: Sequence[str], task: str, role: str) -> list[Path]:
     return sorted({p.resolve() for p in found})
 
 
-def _open_text(path: Path, encoding: str, errors: str) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+def _open_text(path: Path, encoding: str, errors: str, byte_range: tuple[int, int] | None = None) -> io.TextIOBase:
+    if byte_range is not None:  # a piece of a large plain file (mer.data.sources.file_pieces)
+        raw = io.BufferedReader(RangeFile(path, *byte_range), buffer_size=1 << 20)
+    else:
+        raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
     return io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline=None)
 
 
-def _documents_in_file(path: Path, text_field: str, encoding: str, errors: str, split: str) -> Iterator[str]:
+def _line_label(path: Path, line_number: int, byte_range: tuple[int, int] | None) -> str:
+    """Where a line is, for a message: `path:N`, or within a piece of the file, its byte range and line in it."""
+    if byte_range is None:
+        return f"{path}:{line_number}"
+    return f"{path} (line {line_number} of the piece from byte {byte_range[0]})"
+
+
+def _documents_in_file(path: Path, text_field: str, encoding: str, errors: str, split: str,
+                       byte_range: tuple[int, int] | None = None) -> Iterator[str]:
+    """The documents of a file, or of its bytes [start, end) when `byte_range` is given (cut at document starts)."""
     kind = _kind(path)
     try:
         if kind == "parquet":
             yield from _parquet_documents(path, text_field)
         elif kind == "jsonl":
-            with _open_text(path, encoding, errors) as handle:
+            with _open_text(path, encoding, errors, byte_range) as handle:
                 for line_number, line in enumerate(handle, 1):
                     if not line.strip():
                         continue
                     try:
                         record = json.loads(line)
                     except json.JSONDecodeError as error:
-                        raise DataError(f"{path}:{line_number}: not valid JSON ({error.msg}); "
+                        raise DataError(f"{_line_label(path, line_number, byte_range)}: not valid JSON ({error.msg}); "
                                         "each line of a JSONL file must be one JSON object") from None
                     if not isinstance(record, dict) or text_field not in record:
-                        raise DataError(f"{path}:{line_number}: no field {text_field!r}; set the task's "
+                        where = _line_label(path, line_number, byte_range)
+                        raise DataError(f"{where}: no field {text_field!r}; set the task's "
                                         "text_field to the name of the field holding the text")
                     text = record[text_field]
                     if not isinstance(text, str):  # a list, a number, null: never skipped without a word
-                        raise DataError(f"{path}:{line_number}: field {text_field!r} holds {type(text).__name__} "
+                        where = _line_label(path, line_number, byte_range)
+                        raise DataError(f"{where}: field {text_field!r} holds {type(text).__name__} "
                                         f"{_shown(text)}, not a string; each record's {text_field!r} must be the "
                                         "document's text (fix or drop that record, or set the task's text_field)")
                     if text.strip():
                         yield text
         else:
-            with _open_text(path, encoding, errors) as handle:
+            with _open_text(path, encoding, errors, byte_range) as handle:
                 yield from _split_text(handle, split)
     except UnicodeDecodeError as error:
         raise DataError(
@@ -210,4 +227,8 @@ def build_files_corpus(
         fingerprint=fingerprint,
         train_documents=train,
         val_documents=val,
+        # max_train_documents counts across files: such a (small, quick) task is prepared as one piece.
+        pieces=None if max_train_documents is not None else partial(
+            file_pieces, FileReading(_kind, _documents_in_file, _held_out), train_paths, val_paths, val_fraction,
+            text_field, text_split, encoding, decode_errors),
     )

@@ -1,0 +1,31 @@
+"""Sharded preparation as a Slurm job array (issue 20, item 2), through the real single-node Slurm of the
+`slurm_cluster` fixture: `python -m mer.data.prepare launcher=slurm` submits one array task per group of pieces
+and gives the same shard folders, byte for byte, as one process."""
+
+from __future__ import annotations
+
+import pytest
+from prepare_helpers import PIECE, cli_args, data_config, folder_bytes, run_prepare, write_corpus
+
+pytestmark = pytest.mark.cluster
+
+
+def test_a_slurm_array_prepares_the_same_shards_as_one_process(slurm_cluster, tmp_path):
+    from mer.data.pipeline import prepare_data
+    from mer.data.prepare_config import PrepareConfig
+
+    files = write_corpus(tmp_path)
+    reference = tmp_path / "reference"
+    prepare_data(data_config(reference, files), PrepareConfig(piece_bytes=PIECE))
+    on_slurm = tmp_path / "slurm"
+    proc = run_prepare([*cli_args(on_slurm, files), "launcher=slurm", "slurm.array_tasks=3", "slurm.cpus_per_task=1",
+                        "slurm.timeout_min=10", "slurm.poll_s=1"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "submitted 3 Slurm array task(s)" in proc.stdout
+    submitted = sorted(p.name for p in (on_slurm / ".submitit").iterdir())
+    assert len(submitted) == 3 and all("_" in name for name in submitted)  # <job>_<array index>
+    assert folder_bytes(on_slurm) == folder_bytes(reference)
+
+    again = run_prepare([*cli_args(on_slurm, files), "launcher=slurm", "slurm.array_tasks=3"])
+    assert again.returncode == 0 and "submitted" not in again.stdout  # everything prepared: no job
+    assert sorted(p.name for p in (on_slurm / ".submitit").iterdir()) == submitted
