@@ -15,15 +15,18 @@ from pathlib import Path
 from mer.data.cloze import count_items, prepare_cloze
 from mer.data.config import DataConfig, TaskConfig
 from mer.data.corpus import DataError, TaskCorpus
-from mer.data.shards import ShardInfo, prepare_shards, register_token_files, token_dtype
+from mer.data.identity import IdentityBook
+from mer.data.shards import ShardInfo, prepare_shards, token_dtype
+from mer.data.token_files import register_token_files
 from mer.data.tokenizer import check_coverage, prepare_tokenizer
 from mer.files.atomic import DiskFull, is_disk_full
 
 log = logging.getLogger(__name__)
 
 
-def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
-    """The text source of one task (not used for pre-tokenized tasks)."""
+def build_corpus(task: TaskConfig, data_dir: Path, identity: IdentityBook | None = None) -> TaskCorpus:
+    """The text source of one task (not used for pre-tokenized tasks). `identity` records the content hashes of
+    the user's input files (`mer.data.identity`); without it they are hashed (a plan's look at the cache)."""
     if task.source == "bible":
         from mer.data.sources.bible import build_bible_corpus
 
@@ -33,8 +36,12 @@ def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
 
         return build_files_corpus(
             task.name, task.language, task.train_files, task.val_files, task.val_fraction, task.text_field,
-            task.text_split, task.encoding, task.decode_errors, task.max_train_documents,
+            task.text_split, task.encoding, task.decode_errors, task.max_train_documents, identity,
         )
+    if task.source == "hf":
+        from mer.data.sources.hf import build_hf_corpus
+
+        return build_hf_corpus(task, identity)
     if task.source == "debian":
         from mer.data.sources.debian import DebianDocsConfig, build_debian_corpus
 
@@ -72,12 +79,16 @@ def check_data_dir(data_dir: Path) -> None:
         raise DataError(f"data.data_dir={data_dir} is not writable by this process; {fix}")
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Prepare (or load from the cache) the tokenizer and every task's shards."""
+def prepare_data(cfg: DataConfig, on_change: str = "rehash") -> PreparedData:
+    """Prepare (or load from the cache) the tokenizer and every task's shards.
+
+    `on_change` says what an input file (a corpus or token file) whose content changed since it was prepared means:
+    new data to prepare (`rehash`, `python -m mer.data.prepare`) or a refusal (`refuse`, a run start).
+    Unchanged files are recognised by their stamps, not read (`mer.data.identity`)."""
     data_dir = Path(cfg.data_dir).expanduser()
     check_data_dir(data_dir)
     try:
-        return _prepare(cfg, data_dir)
+        return _prepare(cfg, data_dir, IdentityBook.of(data_dir, on_change))
     except DiskFull:
         raise
     except OSError as error:
@@ -88,21 +99,21 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
                        "the data; free space there and run the same command again", where=data_dir) from error
 
 
-def _prepare(cfg: DataConfig, data_dir: Path) -> PreparedData:
+def _prepare(cfg: DataConfig, data_dir: Path, identity: IdentityBook) -> PreparedData:
     started = time.perf_counter()
     text_tasks = [t for t in cfg.tasks if t.source != "tokens"]
     token_tasks = [t for t in cfg.tasks if t.source == "tokens"]
     if token_tasks and cfg.tokenizer.path is None:
         names = [t.name for t in token_tasks]
         raise DataError(f"tasks {names} are pre-tokenized: set data.tokenizer.path to the tokenizer they were made with")
-    corpora = {t.name: build_corpus(t, data_dir) for t in text_tasks}  # checks sources before any long work
+    corpora = {t.name: build_corpus(t, data_dir, identity) for t in text_tasks}  # checks sources before any long work
     tokenizer, digest = prepare_tokenizer(list(corpora.values()), cfg.tokenizer, data_dir)
     shards = []
     for task in cfg.tasks:
         if task.source == "tokens":
             dtype = task.token_dtype or token_dtype(len(tokenizer)).name
-            shards.append(register_token_files(task.name, task.language, Path(task.train_files[0]),
-                                               Path(task.val_files[0]), dtype, tokenizer, digest, data_dir))
+            shards.append(register_token_files(task.name, task.language, task.train_files, task.val_files, dtype,
+                                               tokenizer, digest, data_dir, identity))
             continue
         corpus = corpora[task.name]
         coverage = check_coverage(tokenizer, corpus)

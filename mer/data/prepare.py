@@ -3,6 +3,7 @@
 Builds the tokenizer and token shards of a task sequence once (later calls reuse the cache) and
 prints tokens per task and split. `model.init_from=DIR` prepares with that model's tokenizer, exactly as
 `python -m mer.run model.init_from=DIR` will (the same cache), checked the same way.
+`--verify` prepares nothing: it hashes every input file and shard of the prepared data again (`mer.data.verify`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from mer.data.corpus import DataError
 from mer.data.pipeline import format_table, prepare_data
 
 register_configs()
+VERIFY_FLAG = "--verify"
+verify_only = False
+"""Set from the command line before Hydra parses it (Hydra knows no `--verify`)."""
 
 
 @hydra.main(config_path="pkg://mer.conf", config_name="prepare", version_base="1.3")
@@ -39,6 +43,12 @@ def main(cfg: DictConfig) -> None:
     except ValueError as error:
         usage_exit(str(error))
     try:
+        if verify_only:
+            from mer.data.verify import verify_data
+
+            print("\n".join(verify_data(data_cfg)))
+            print("verified: every file was read and hashed again")
+            return
         prepared = prepare_data(data_cfg)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -48,4 +58,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if VERIFY_FLAG in sys.argv[1:]:
+        sys.argv.remove(VERIFY_FLAG)
+        verify_only = True
     run_hydra_main(main, DataConfig, prefix="data.")  # a bad override: one message, exit code 2

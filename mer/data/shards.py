@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mer.data.atomic import atomic_directory
+from mer.data.concat_tokens import ConcatenatedTokens
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.shard_check import rebuild_hint, verify_shard_files
 
@@ -43,14 +44,28 @@ class ShardInfo:
     def dtype(self) -> np.dtype:
         return np.dtype(self.manifest["dtype"])
 
+    def paths(self, split: str) -> list[Path]:
+        """The split's token files in order: our one shard, or a `tokens` task's files (`mer.data.token_files`)."""
+        if "files" not in self.manifest:
+            return [self.directory / f"{split}.bin"]
+        files = self.manifest["files"][split]
+        return [Path(f) for f in ([files] if isinstance(files, str) else files)]
+
     def path(self, split: str) -> Path:
-        return Path(self.manifest["files"][split]) if "files" in self.manifest else self.directory / f"{split}.bin"
+        """The split's one token file (a `tokens` task of several files has no one file: use `paths`)."""
+        paths = self.paths(split)
+        if len(paths) != 1:
+            raise ValueError(f"task {self.name!r}: the {split} split is {len(paths)} files; use paths()")
+        return paths[0]
 
     def n_tokens(self, split: str) -> int:
         return int(self.manifest["splits"][split]["tokens"])
 
-    def tokens(self, split: str) -> np.memmap:
-        return np.memmap(self.path(split), dtype=self.dtype, mode="r")
+    def tokens(self, split: str) -> np.memmap | ConcatenatedTokens:
+        paths = self.paths(split)
+        if len(paths) == 1:
+            return np.memmap(paths[0], dtype=self.dtype, mode="r")
+        return ConcatenatedTokens(paths, self.dtype)  # a `tokens` task's files end to end
 
 
 PIECE_CHARS = 1 << 20
@@ -188,40 +203,3 @@ def load_shards(directory: Path) -> ShardInfo:
                             f"{rebuild_hint(directory, manifest)}")
     verify_shard_files(directory, manifest, {split: info.path(split) for split in SPLITS}, info.dtype)
     return info
-
-
-def register_token_files(
-    name: str, language: str, train_file: Path, val_file: Path, dtype_name: str, tokenizer, tokenizer_hash: str,
-    data_dir: Path,
-) -> ShardInfo:
-    """Use pre-tokenized flat token arrays in place: validate them and write a manifest beside the cache."""
-    dtype = np.dtype(dtype_name)
-    splits = {}
-    for split, path in (("train", train_file), ("val", val_file)):
-        path = path.expanduser().resolve()
-        if not path.is_file():
-            raise DataError(f"task {name!r}: token file {path} does not exist; fix train_files/val_files")
-        size = path.stat().st_size
-        if size == 0 or size % dtype.itemsize:
-            raise DataError(f"task {name!r}: {path} has {size} bytes, not a whole number of {dtype} tokens; "
-                            "set token_dtype to the type the file was written with")
-        tokens = np.memmap(path, dtype=dtype, mode="r")
-        largest = int(tokens.max())
-        if largest >= len(tokenizer):
-            raise DataError(f"task {name!r}: {path} holds token id {largest} but the tokenizer has "
-                            f"{len(tokenizer)} tokens; give the tokenizer the file was made with (data.tokenizer.path)")
-        splits[split] = {"tokens": int(tokens.size), "file": str(path), "size": size,
-                         "mtime_ns": path.stat().st_mtime_ns}
-    key = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()
-    final = data_dir / "shards" / tokenizer_hash / f"{name}-tokens-{key[:12]}"
-    with atomic_directory(final) as staging:
-        if staging is not None:
-            manifest = {
-                "format": SHARD_FORMAT, "task": name, "language": language, "source": "pre-tokenized files",
-                "fingerprint": key, "tokenizer_hash": tokenizer_hash, "vocab_size": len(tokenizer),
-                "eos_token_id": tokenizer.eos_token_id, "dtype": dtype.name,
-                "document_separator": "as written by the user", "splits": splits,
-                "files": {split: splits[split]["file"] for split in SPLITS},
-            }
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return load_shards(final)
