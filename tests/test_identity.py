@@ -18,7 +18,6 @@ from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
 from mer.data.verify import verify_data
 
-REPO = Path(__file__).resolve().parents[1]
 CORPUS_BYTES = 24 << 20  # far more than a start reads otherwise (a few hundred KB of tokenizer and manifests)
 
 
@@ -126,12 +125,12 @@ def test_verify_on_the_command_line_names_a_changed_file(prepared):
     args = [sys.executable, "-m", "mer.data.prepare", "--verify", f"data.data_dir={cfg.data_dir}",
             f"data.tasks=[{{name:en,source:files,train_files:[{train}],val_files:[{cfg.tasks[0].val_files[0]}],"
             "max_train_documents:200}]", "data.tokenizer.vocab_size=300", "data.tokenizer.train_chars_per_task=10000"]
-    ok = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
+    ok = subprocess.run(args, capture_output=True, text=True, cwd=Path(cfg.data_dir).parent, timeout=900)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "task en: 2 input file(s)" in ok.stdout and "verified: every file was read" in ok.stdout
     with open(train, "r+b") as handle:
         handle.write(b"Z")
-    bad = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=900)
+    bad = subprocess.run(args, capture_output=True, text=True, cwd=Path(cfg.data_dir).parent, timeout=900)
     lines = [line for line in (bad.stdout + bad.stderr).splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1, lines
     assert f"train_files file {train} changed" in lines[0]

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mer_testing import word_tokenizer
 
 from mer.data import identity
 from mer.data.concat_tokens import ConcatenatedTokens
 from mer.data.config import DataConfig, TaskConfig, TokenizerConfig
 from mer.data.corpus import DataError
 from mer.data.pipeline import prepare_data
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.synthetic_tokens import write_tokenizer  # noqa: E402  (a word-level tokenizer of any size)
 
 VOCAB = 512
 
@@ -35,7 +32,7 @@ def _write_pieces(folder: Path, sizes: list[int], seed: int, dtype=np.uint16) ->
 
 
 def _tokens_config(tmp_path: Path, train: list[str], val: list[str]) -> DataConfig:
-    tokenizer = write_tokenizer(tmp_path / "tokenizer", VOCAB)
+    tokenizer = word_tokenizer(tmp_path / "tokenizer", VOCAB)
     return DataConfig(tasks=[TaskConfig(name="pre", language="und", source="tokens", train_files=train,
                                         val_files=val)],
                       data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(path=str(tokenizer)),

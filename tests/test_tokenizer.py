@@ -97,20 +97,6 @@ def test_bpe_training_reads_a_bounded_sample_of_each_task(tmp_path):
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
 
 
-def _big_word_tokenizer(directory, vocab: int):
-    """A word-level tokenizer of `vocab` tokens: "<i>" is token i (the last is the end of text), words split at
-    whitespace and joined with one space: text of such words round-trips."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = {f"<{i}>": i for i in range(vocab - 1)}
-    words["<|endoftext|>"] = vocab - 1
-    tokenizer = Tokenizer(models.WordLevel(words, unk_token="<|endoftext|>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>").save_pretrained(str(directory))
-    return directory
-
-
 def test_a_tokenizer_over_65535_tokens_gives_uint32_shards_end_to_end(tmp_path):
     """Llama 3's 128k vocabulary at a small scale: 70,001 tokens, ids above 65,535 in the text; the shards are uint32
     with those ids intact, and a run trains and evaluates on them."""
@@ -118,7 +104,7 @@ def test_a_tokenizer_over_65535_tokens_gives_uint32_shards_end_to_end(tmp_path):
     import json
 
     import numpy as np
-    from mer_testing import tiny_run_config
+    from mer_testing import tiny_run_config, word_tokenizer
 
     from mer.data.config import DataConfig, TaskConfig
     from mer.data.pipeline import prepare_data
@@ -129,7 +115,7 @@ def test_a_tokenizer_over_65535_tokens_gives_uint32_shards_end_to_end(tmp_path):
     for split, n in (("train", 400), ("val", 40)):
         ids = rng.integers(60_000, vocab - 1, size=(n, 30))
         (tmp_path / f"{split}.txt").write_text("\n\n".join(" ".join(f"<{i}>" for i in row) for row in ids))
-    tokenizer_dir = _big_word_tokenizer(tmp_path / "tokenizer", vocab)
+    tokenizer_dir = word_tokenizer(tmp_path / "tokenizer", vocab)
     data = DataConfig(tasks=[TaskConfig(name="big", language="und", source="files",
                                         train_files=[str(tmp_path / "train.txt")],
                                         val_files=[str(tmp_path / "val.txt")])],

@@ -81,6 +81,7 @@ class _Source:
     def __init__(self, task: TaskConfig) -> None:
         self.task = task.name
         self.config_name = task.dataset_config
+        self.train_split = task.split
         given = Path(str(task.dataset)).expanduser()
         self.saved = given.is_dir() and _is_saved_to_disk(given)
         if given.is_dir():
@@ -126,6 +127,8 @@ class _Source:
                         raise KeyError(split)
                     return loaded
                 if self.files is not None:
+                    if split != self.train_split:  # given files are one split: the one trained on
+                        raise KeyError(split)
                     return datasets.load_dataset(self.kind, data_files={split: [str(p) for p in self.files]},
                                                  split=split, streaming=True)
                 return datasets.load_dataset(str(self.folder), self.config_name, split=split, streaming=True)
