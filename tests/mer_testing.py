@@ -91,7 +91,7 @@ def small_bible_cli_overrides(data_dir: Path, documents: int = 60, vocab_size: i
 
 def word_tokenizer(directory: Path, vocab: int) -> Path:
     """A word-level tokenizer of exactly `vocab` tokens saved with save_pretrained: "<i>" is token i, the last one is
-    the end of text; words split at whitespace and decoded joined by one space, so text of such words round-trips.
+    the end of text (and the unknown word); words split at whitespace and decoded joined by one space.
     Any vocabulary, built here (never from a hub): pre-tokenized tasks and tokenizers over 65,535 tokens."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -102,5 +102,6 @@ def word_tokenizer(directory: Path, vocab: int) -> Path:
     words["<|endoftext|>"] = vocab - 1
     tokenizer = Tokenizer(models.WordLevel(words, unk_token="<|endoftext|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>").save_pretrained(str(directory))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>").save_pretrained(str(directory))
     return directory
