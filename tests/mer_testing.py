@@ -87,3 +87,21 @@ def small_bible_cli_overrides(data_dir: Path, documents: int = 60, vocab_size: i
             "data.tokenizer.train_chars_per_task=60000", "model=cpu-0.5m", "model.seq_len=32", "optim.batch_size=8",
             "optim.lr=3e-3", "optim.min_lr=3e-4", "data.budget_tokens=2048", "data.eval_tokens=129", "eval.every=8",
             "eval.batch_size=4", "checkpoint_every=5", "log_every=2", "device=cpu", "threads=1"]
+
+
+def word_tokenizer(directory: Path, vocab: int) -> Path:
+    """A word-level tokenizer of exactly `vocab` tokens saved with save_pretrained: "<i>" is token i, the last one is
+    the end of text (and the unknown word); words split at whitespace and decoded joined by one space.
+    Any vocabulary, built here (never from a hub): pre-tokenized tasks and tokenizers over 65,535 tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if (directory / "tokenizer.json").is_file():
+        return directory
+    words = {f"<{i}>": i for i in range(vocab - 1)}
+    words["<|endoftext|>"] = vocab - 1
+    tokenizer = Tokenizer(models.WordLevel(words, unk_token="<|endoftext|>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>").save_pretrained(str(directory))
+    return directory

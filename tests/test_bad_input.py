@@ -181,7 +181,7 @@ CONFIG_CASES = [
     (["data.tasks=[{name:en,source:web}]"], ["data.tasks[en].source='web' is unknown"]),
     (["data.tasks=[{name:en,val_fraction:0.6}]"], ["data.tasks[en].val_fraction=0.6 must be in (0, 0.5)"]),
     (["data.tasks=[{name:en,source:files}]"], ["data.tasks[en]: source 'files' needs train_files"]),
-    (["data.tasks=[{name:en,source:tokens,train_files:[a.bin]}]"], ["source 'tokens' needs exactly one val_files"]),
+    (["data.tasks=[{name:en,source:tokens,train_files:[a.bin]}]"], ["source 'tokens' needs val_files"]),
     (["data.tasks=[{name:en,max_train_documents:0}]"], ["data.tasks[en].max_train_documents must be >= 1"]),
     (["data.tasks=[{name:en,budget_tokens:0}]"], ["data.tasks[en].budget_tokens must be >= 1"]),
     (["data.tasks=[{name:en,decode_errors:ignore}]"], ["data.tasks[en].decode_errors='ignore'"]),
@@ -213,6 +213,12 @@ I23_CONFIG_CASES = [
     ("i23_14_encoding_unknown", ["data.tasks=[{name:en,source:files,train_files:[a.txt],encoding:utf-99}]"],
      ["data.tasks[en].encoding='utf-99' is not a text encoding"]),
     ("i23_14_threads_above_the_cpus", ["threads=100000"], ["threads=100000 is more than the", "use at most threads="]),
+    ("i20_04_hf_key_with_another_source",
+     ["data.tasks=[{name:en,source:files,train_files:[a.txt],dataset:/data/x,val_split:test}]"],
+     ["data.tasks[en]: dataset, val_split would be ignored with source 'files'", "set source: hf"]),
+    ("i20_04_hf_without_a_dataset", ["data.tasks=[{name:en,source:hf}]"], ["source 'hf' needs dataset"]),
+    ("i20_04_hf_val_split_is_the_train_split", ["data.tasks=[{name:en,source:hf,dataset:x,val_split:train}]"],
+     ["val_split='train' is the training split"]),
 ]
 
 
@@ -377,6 +383,93 @@ def test_bad_corpus_is_refused_with_the_file_named(case, written, tmp_path):
     # A file's content is read while the tokenizer trains: its cache lock (or, with a good training text, the
     # tokenizer itself) may be new; nothing that was there changes.
     assert_unchanged(before, snapshot(runs, data, corpus_dir), new_allowed=True)
+
+
+# Issue 20's corpora and data sets: (id naming the item, what the message must say). Each case writes its input
+# under tmp; the "changed"/"removed" ones prepare it first and are then refused at a run's start (on_change="refuse").
+I20_DATA_CASES = [
+    ("i20_03_corpus_changed_after_preparation", ["train_files file", "changed", "python -m mer.data.prepare"]),
+    ("i20_03_corpus_file_removed_after_preparation", ["train_files file", "was removed", "python -m mer.data.prepare"]),
+    ("i20_03_verify_of_data_never_prepared", ["were never prepared in this data cache", "python -m mer.data.prepare"]),
+    ("i20_04_hf_missing_column", ["has no column 'text'", "columns: ['body']", "text_field"]),
+    ("i20_04_hf_missing_split", ["has no split 'validation'", "split/val_split"]),
+    ("i20_04_hf_dataset_not_found", ["is neither a folder, data files, nor a hub data set in the local", "download"]),
+    ("i20_04_tokens_file_not_whole_tokens", ["b.bin has 3 bytes, not a whole number of uint16 tokens"]),
+    ("i20_04_tokens_folder_without_bin_files", ["matches no file", "*.bin"]),
+]
+
+
+def _i20_case(tmp: Path, data: Path, case: str) -> tuple[Any, str]:
+    """(the DataConfig of one issue-20 case, on_change or "verify"), its input written and prepared where needed."""
+    from mer.data.config import DataConfig, TaskConfig, TokenizerConfig
+    from mer.data.pipeline import prepare_data
+
+    tokenizer = TokenizerConfig(vocab_size=300, train_chars_per_task=10_000)
+    text = "\n\n".join(f"Paragraph {i} of plain English text for the test." for i in range(300))
+    if case.startswith("i20_03"):
+        train = tmp / "a.txt"
+        train.write_text(text)
+        cfg = DataConfig(tasks=[files_task(train_files=[str(tmp / "*.txt")])], data_dir=str(data), tokenizer=tokenizer)
+        if case == "i20_03_verify_of_data_never_prepared":
+            return cfg, "verify"
+        prepare_data(cfg)
+        if case == "i20_03_corpus_changed_after_preparation":
+            train.write_text(text.replace("Paragraph 7 ", "Paragraph 8 "))
+        else:
+            (tmp / "b.txt").write_text(text)
+            prepare_data(cfg)
+            (tmp / "b.txt").unlink()
+        return cfg, "refuse"
+    if case.startswith("i20_04_hf"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = tmp / "ds" / "data"
+        folder.mkdir(parents=True)
+        column = "body" if case == "i20_04_hf_missing_column" else "text"
+        pq.write_table(pa.table({column: text.split("\n\n")}), folder / "train-00000-of-00001.parquet")
+        fields = {"dataset": str(folder.parent)}
+        if case == "i20_04_hf_missing_split":
+            fields["val_split"] = "validation"
+        if case == "i20_04_hf_dataset_not_found":
+            fields["dataset"] = "nobody/no-such-data-set"
+        return DataConfig(tasks=[TaskConfig(name="en", source="hf", **fields)], data_dir=str(data),
+                          tokenizer=tokenizer), "refuse"
+    from mer_testing import word_tokenizer
+
+    (tmp / "tok").mkdir()
+    (tmp / "tok" / "a.bin").write_bytes(bytes(200))
+    if case == "i20_04_tokens_file_not_whole_tokens":
+        (tmp / "tok" / "b.bin").write_bytes(b"\x01\x02\x03")
+    train = [str(tmp / "tok")] if case == "i20_04_tokens_file_not_whole_tokens" else [str(tmp)]
+    if case == "i20_04_tokens_folder_without_bin_files":
+        (tmp / "empty").mkdir()
+        train = [str(tmp / "empty")]
+    return DataConfig(tasks=[TaskConfig(name="en", source="tokens", train_files=train,
+                                        val_files=[str(tmp / "tok" / "a.bin")])], data_dir=str(data),
+                      tokenizer=TokenizerConfig(path=str(word_tokenizer(tmp / "tokenizer", 300)))), "refuse"
+
+
+@pytest.mark.parametrize(("case", "expected"), I20_DATA_CASES, ids=[c[0] for c in I20_DATA_CASES])
+def test_issue_20_bad_data_is_refused_with_the_file_named(case, expected, written, tmp_path):
+    pytest.importorskip("datasets")
+    from mer.data.corpus import DataError
+    from mer.data.pipeline import prepare_data
+    from mer.data.verify import verify_data
+
+    runs, data = written
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    cfg, mode = _i20_case(corpus_dir, data, case)
+    before = snapshot(runs, data, corpus_dir)
+    with pytest.raises(DataError) as refusal:
+        verify_data(cfg) if mode == "verify" else prepare_data(cfg, on_change=mode)
+    message = str(refusal.value)
+    assert "\n" not in message, message
+    for part in expected:
+        assert part in message, message
+    # Nothing that was there changes (a first look at new input may add the data cache's lock or records).
+    assert_unchanged(before, snapshot(runs, data, corpus_dir), new_allowed=not case.startswith("i20_03"))
 
 
 def test_pretokenized_tasks_without_their_tokenizer_are_refused(written):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mer.data.sources.debian_packages import SUPPORTED_LANGUAGES, package_spec_problem
 
-SOURCES = ("bible", "files", "debian", "tokens")
+SOURCES = ("bible", "files", "debian", "tokens", "hf")
 
 
 @dataclass
@@ -24,17 +24,28 @@ class TaskConfig:
     language: str | None = None
     """ISO 639-1 code of the text's language; defaults to `name`."""
     source: str = "bible"
-    """bible (built-in, from packages) | files (your text/JSONL/Parquet) | debian (Debian docs) | tokens (pre-tokenized)."""
+    """bible (built-in, from packages) | files (your text/JSONL/Parquet) | debian (Debian docs) | tokens (pre-tokenized)
+    | hf (a Hugging Face `datasets` data set on disk)."""
     translation: str | None = None
     """bible: translation code (see mer.data.sources.bible.TRANSLATIONS); null takes the language's default."""
     train_files: list[str] = field(default_factory=list)
-    """files: training files, directories or globs. tokens: one flat token file."""
+    """files: training files, directories or globs. tokens: flat token files, folders (their *.bin) or globs, read
+    end to end in sorted order."""
     val_files: list[str] = field(default_factory=list)
-    """files: validation files; empty holds out `val_fraction` of documents by hash. tokens: one flat token file."""
+    """files: validation files; empty holds out `val_fraction` of documents by hash. tokens: like train_files."""
     val_fraction: float = 0.01
-    """files: share of documents held out when no val_files are given."""
+    """files, hf: share of documents held out by hash when no val_files / val_split are given."""
     text_field: str = "text"
-    """files: JSONL field / Parquet column holding the text."""
+    """files: JSONL field / Parquet column holding the text. hf: the data set's text column."""
+    dataset: str | None = None
+    """hf: a save_to_disk folder, Parquet/Arrow/JSONL data files (a file, folder or glob), or a hub name whose
+    snapshot is already in the local Hugging Face cache (never downloaded)."""
+    dataset_config: str | None = None
+    """hf: the data set's configuration name (e.g. a language of a multilingual hub data set); null: its default."""
+    split: str = "train"
+    """hf: the split trained on."""
+    val_split: str | None = None
+    """hf: the split evaluated on; null holds out `val_fraction` of `split`'s documents by hash."""
     text_split: str = "paragraph"
     """files: how a plain-text file is cut into documents: paragraph (blank lines), line or file."""
     encoding: str = "utf-8"
@@ -75,8 +86,21 @@ class TaskConfig:
             raise ValueError(f"data.tasks[{self.name}].token_dtype={self.token_dtype!r}; use uint16 or uint32")
         if self.source in ("files", "tokens") and not self.train_files:
             raise ValueError(f"data.tasks[{self.name}]: source {self.source!r} needs train_files")
-        if self.source == "tokens" and len(self.val_files) != 1:
-            raise ValueError(f"data.tasks[{self.name}]: source 'tokens' needs exactly one val_files entry")
+        if self.source == "tokens" and not self.val_files:
+            raise ValueError(f"data.tasks[{self.name}]: source 'tokens' needs val_files (token files, a folder or a "
+                             "glob)")
+        if self.source == "hf" and not self.dataset:
+            raise ValueError(f"data.tasks[{self.name}]: source 'hf' needs dataset (a save_to_disk folder, data files "
+                             "or a hub name in the local cache)")
+        hf_only = {"dataset": self.dataset, "dataset_config": self.dataset_config, "val_split": self.val_split,
+                   "split": None if self.split == "train" else self.split}
+        ignored = sorted(key for key, value in hf_only.items() if value is not None)
+        if self.source != "hf" and ignored:
+            raise ValueError(f"data.tasks[{self.name}]: {', '.join(ignored)} would be ignored with source "
+                             f"{self.source!r} (they are read by source 'hf' only); drop them or set source: hf")
+        if self.source == "hf" and self.val_split is not None and self.val_split == self.split:
+            raise ValueError(f"data.tasks[{self.name}]: val_split={self.val_split!r} is the training split; give "
+                             "another split, or null to hold out val_fraction of it by hash")
         if self.max_train_documents is not None and self.max_train_documents < 1:
             raise ValueError(f"data.tasks[{self.name}].max_train_documents must be >= 1 or null")
         if self.budget_tokens is not None and self.budget_tokens < 1:

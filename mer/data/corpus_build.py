@@ -6,10 +6,12 @@ from pathlib import Path
 
 from mer.data.config import TaskConfig
 from mer.data.corpus import DataError, TaskCorpus
+from mer.data.identity import IdentityBook
 
 
-def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
-    """The text source of one task (not used for pre-tokenized tasks)."""
+def build_corpus(task: TaskConfig, data_dir: Path, identity: IdentityBook | None = None) -> TaskCorpus:
+    """The text source of one task (not used for pre-tokenized tasks). `identity` records the content hashes of
+    the user's input files (`mer.data.identity`); without it they are hashed (a plan's look at the cache)."""
     if task.source == "bible":
         from mer.data.sources.bible import build_bible_corpus
 
@@ -19,8 +21,12 @@ def build_corpus(task: TaskConfig, data_dir: Path) -> TaskCorpus:
 
         return build_files_corpus(
             task.name, task.language, task.train_files, task.val_files, task.val_fraction, task.text_field,
-            task.text_split, task.encoding, task.decode_errors, task.max_train_documents,
+            task.text_split, task.encoding, task.decode_errors, task.max_train_documents, identity,
         )
+    if task.source == "hf":
+        from mer.data.sources.hf import build_hf_corpus
+
+        return build_hf_corpus(task, identity)
     if task.source == "debian":
         from mer.data.sources.debian import DebianDocsConfig, build_debian_corpus
 

@@ -16,10 +16,12 @@ from mer.data.cloze import count_items, prepare_cloze
 from mer.data.config import DataConfig, TaskConfig
 from mer.data.corpus import DataError
 from mer.data.corpus_build import build_corpus
+from mer.data.identity import IdentityBook
 from mer.data.piece_groups import GroupSpec, plan_work
 from mer.data.prepare_config import PrepareConfig
 from mer.data.prepare_engine import piece_report, run_engine
-from mer.data.shards import ShardInfo, load_shards, register_token_files, shard_directory, token_dtype
+from mer.data.shards import ShardInfo, load_shards, shard_directory, token_dtype
+from mer.data.token_files import register_token_files
 from mer.data.tokenizer import check_coverage, prepare_tokenizer
 from mer.files.atomic import DiskFull, is_disk_full
 
@@ -38,6 +40,8 @@ def check_val_tokens(task: TaskConfig, shards: ShardInfo, minimum: int) -> None:
                   [f"raise {where}.val_fraction (now {task.val_fraction})", f"give {where}.val_files"]),
         "debian": [f"add packages ({where}.packages)"] + ([f"raise {where}.max_packages"] if task.max_packages else []),
         "tokens": [f"give a longer validation file ({where}.val_files)"],
+        "hf": ([f"give a larger {where}.val_split"] if task.val_split else
+               [f"raise {where}.val_fraction (now {task.val_fraction})", f"set {where}.val_split"]),
         "bible": [],  # the held-out books are fixed, the same in every language
     }[task.source]
     raise DataError(f"task {task.name!r}: its validation split has {n_val:,} tokens, fewer than "
@@ -76,13 +80,17 @@ def check_data_dir(data_dir: Path) -> None:
         raise DataError(f"data.data_dir={data_dir} is not writable by this process; {fix}")
 
 
-def prepare_data(cfg: DataConfig, engine: PrepareConfig | None = None) -> PreparedData:
+def prepare_data(cfg: DataConfig, engine: PrepareConfig | None = None, on_change: str = "rehash") -> PreparedData:
     """Prepare (or load from the cache) the tokenizer and every task's shards; `engine`: with how many processes
-    or on Slurm (`python -m mer.data.prepare workers=4`; default: in this process)."""
+    or on Slurm (`python -m mer.data.prepare workers=4`; default: in this process).
+
+    `on_change` says what an input file (a corpus or token file) whose content changed since it was prepared means:
+    new data to prepare (`rehash`, `python -m mer.data.prepare`) or a refusal (`refuse`, a run start).
+    Unchanged files are recognised by their stamps, not read (`mer.data.identity`)."""
     data_dir = Path(cfg.data_dir).expanduser()
     check_data_dir(data_dir)
     try:
-        return _prepare(cfg, data_dir, engine or PrepareConfig())
+        return _prepare(cfg, data_dir, engine or PrepareConfig(), IdentityBook.of(data_dir, on_change))
     except DiskFull:
         raise
     except OSError as error:
@@ -93,14 +101,14 @@ def prepare_data(cfg: DataConfig, engine: PrepareConfig | None = None) -> Prepar
                        "the data; free space there and run the same command again", where=data_dir) from error
 
 
-def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig) -> PreparedData:
+def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig, identity: IdentityBook) -> PreparedData:
     started = time.perf_counter()
     text_tasks = [t for t in cfg.tasks if t.source != "tokens"]
     token_tasks = [t for t in cfg.tasks if t.source == "tokens"]
     if token_tasks and cfg.tokenizer.path is None:
         names = [t.name for t in token_tasks]
         raise DataError(f"tasks {names} are pre-tokenized: set data.tokenizer.path to the tokenizer they were made with")
-    corpora = {t.name: build_corpus(t, data_dir) for t in text_tasks}  # checks sources before any long work
+    corpora = {t.name: build_corpus(t, data_dir, identity) for t in text_tasks}  # checks sources before any long work
     tokenizer, digest = prepare_tokenizer(list(corpora.values()), cfg.tokenizer, data_dir)
     tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
                      else data_dir / "tokenizers" / digest)
@@ -111,8 +119,8 @@ def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig) -> Prepared
     for task in cfg.tasks:
         if task.source == "tokens":
             dtype = task.token_dtype or token_dtype(len(tokenizer)).name
-            shards.append(register_token_files(task.name, task.language, Path(task.train_files[0]),
-                                               Path(task.val_files[0]), dtype, tokenizer, digest, data_dir))
+            shards.append(register_token_files(task.name, task.language, task.train_files, task.val_files, dtype,
+                                               tokenizer, digest, data_dir, identity))
         else:
             shards.append(load_shards(shard_directory(data_dir, digest, corpora[task.name])))
         check_val_tokens(task, shards[-1], cfg.min_val_tokens)

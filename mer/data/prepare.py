@@ -5,6 +5,7 @@ prints tokens per task and split. `workers=N` tokenizes the pieces of the input 
 as a Slurm job array (`slurm.*`, mer.data.prepare_config); a killed preparation keeps its finished pieces.
 `model.init_from=DIR` prepares with that model's tokenizer, exactly as
 `python -m mer.run model.init_from=DIR` will (the same cache), checked the same way.
+`--verify` prepares nothing: it hashes every input file and shard of the prepared data again (`mer.data.verify`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from mer.data.pipeline import format_table, prepare_data
 from mer.data.prepare_config import PrepareConfig
 
 register_configs()
+VERIFY_FLAG = "--verify"
+verify_only = False
+"""Set from the command line before Hydra parses it (Hydra knows no `--verify`)."""
 
 
 def engine_config(values: dict) -> PrepareConfig:
@@ -56,6 +60,12 @@ def main(cfg: DictConfig) -> None:
     except ValueError as error:
         usage_exit(str(error))
     try:
+        if verify_only:
+            from mer.data.verify import verify_data
+
+            print("\n".join(verify_data(data_cfg)))
+            print("verified: every file was read and hashed again")
+            return
         prepared = prepare_data(data_cfg, engine)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -67,4 +77,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if VERIFY_FLAG in sys.argv[1:]:
+        sys.argv.remove(VERIFY_FLAG)
+        verify_only = True
     run_hydra_main(main, DataConfig, prefix="data.")  # a bad override: one message, exit code 2

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mer.data.atomic import atomic_directory
 from mer.data.corpus import DataError, TaskCorpus
 from mer.data.shard_check import rebuild_hint, verify_shard_files
 from mer.data.token_view import ConcatenatedTokens
@@ -205,40 +204,3 @@ def load_shards(directory: Path) -> ShardInfo:
             entries[f"{split}/{path.name}" if len(info.shards(split)) > 1 else split] = (path, shard["sha256"])
     verify_shard_files(directory, manifest, entries, info.dtype)
     return info
-
-
-def register_token_files(
-    name: str, language: str, train_file: Path, val_file: Path, dtype_name: str, tokenizer, tokenizer_hash: str,
-    data_dir: Path,
-) -> ShardInfo:
-    """Use pre-tokenized flat token arrays in place: validate them and write a manifest beside the cache."""
-    dtype = np.dtype(dtype_name)
-    splits = {}
-    for split, path in (("train", train_file), ("val", val_file)):
-        path = path.expanduser().resolve()
-        if not path.is_file():
-            raise DataError(f"task {name!r}: token file {path} does not exist; fix train_files/val_files")
-        size = path.stat().st_size
-        if size == 0 or size % dtype.itemsize:
-            raise DataError(f"task {name!r}: {path} has {size} bytes, not a whole number of {dtype} tokens; "
-                            "set token_dtype to the type the file was written with")
-        tokens = np.memmap(path, dtype=dtype, mode="r")
-        largest = int(tokens.max())
-        if largest >= len(tokenizer):
-            raise DataError(f"task {name!r}: {path} holds token id {largest} but the tokenizer has "
-                            f"{len(tokenizer)} tokens; give the tokenizer the file was made with (data.tokenizer.path)")
-        splits[split] = {"tokens": int(tokens.size), "shards": [{"file": str(path), "tokens": int(tokens.size),
-                                                                  "size": size, "mtime_ns": path.stat().st_mtime_ns}]}
-    key = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()
-    final = data_dir / "shards" / tokenizer_hash / f"{name}-tokens-{key[:12]}"
-    with atomic_directory(final) as staging:
-        if staging is not None:
-            manifest = {
-                "format": SHARD_FORMAT, "task": name, "language": language, "source": "pre-tokenized files",
-                "fingerprint": key, "tokenizer_hash": tokenizer_hash, "vocab_size": len(tokenizer),
-                "eos_token_id": tokenizer.eos_token_id, "dtype": dtype.name,
-                "document_separator": "as written by the user", "splits": splits,
-                "files": {split: [shard["file"] for shard in splits[split]["shards"]] for split in SPLITS},
-            }
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return load_shards(final)

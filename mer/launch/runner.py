@@ -214,7 +214,9 @@ def _run_owned(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], d
 def _train(cfg: RunConfig, run_name: str, resolved_config: dict[str, Any], dist: distributed.Distributed,
            run_dir: Path, previous: dict[str, Any] | None, sharded: bool, status: StatusWriter) -> dict[str, Any]:
     config_path = run_dir / CONFIG_JSON
-    prepared = dist.main_first(lambda: prepare_data(cfg.data))  # rank 0 fills the cache, the others read it
+    # A corpus file changed since its preparation is refused here (on_change="refuse"), not silently prepared anew:
+    # runs of one sweep would otherwise train on different text. `python -m mer.data.prepare` takes the change.
+    prepared = dist.main_first(lambda: prepare_data(cfg.data, on_change="refuse"))  # rank 0 fills the cache
     if previous is not None and previous.get("tokenizer_hash") not in (None, prepared.tokenizer_hash):
         raise DataError(f"{run_dir} was trained with tokenizer {previous['tokenizer_hash']} but the data now "
                         f"gives {prepared.tokenizer_hash}; the shards changed. Train with the data the run started "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mer.data.byte_range import RangeFile
 from mer.data.corpus import DataError, TaskCorpus
+from mer.data.identity import IdentityBook, combined_hash, identify_files
 from mer.data.sources.file_pieces import FileReading, file_pieces
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
@@ -164,20 +165,9 @@ def _parquet_documents(path: Path, text_field: str) -> Iterator[str]:
                 yield text
 
 
-def _held_out(text: str, val_fraction: float) -> bool:
+def held_out_by_hash(text: str, val_fraction: float) -> bool:
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 < val_fraction
-
-
-def file_content_hash(paths: Sequence[Path]) -> str:
-    """sha256 over the names and bytes of the files, so a changed corpus never reuses stale shards."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(str(path).encode())
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_files_corpus(
@@ -191,15 +181,22 @@ def build_files_corpus(
     encoding: str = "utf-8",
     decode_errors: str = "strict",
     max_train_documents: int | None = None,
+    identity: IdentityBook | None = None,
 ) -> TaskCorpus:
-    """A task from local files. Without `val_files`, documents are held out by the fixed hash rule."""
+    """A task from local files. Without `val_files`, documents are held out by the fixed hash rule.
+
+    The files are identified by their content hashes: taken from `identity`'s records while their stamps match
+    (a run start reads no corpus byte, `mer.data.identity`), hashed otherwise (and always without a book)."""
     if not train_files:
         raise DataError(f"task {name!r}: source 'files' needs train_files (paths, directories or globs)")
     if text_split not in ("paragraph", "line", "file"):
         raise DataError(f"task {name!r}: text_split={text_split!r}; use paragraph, line or file")
     train_paths = resolve_files(train_files, name, "train_files")
     val_paths = resolve_files(val_files, name, "val_files") if val_files else []
-    content = file_content_hash(train_paths + val_paths)
+    digests = [digest for digest, _ in identify_files(train_paths, identity, name, "train_files", train_files)]
+    if val_paths:
+        digests += [digest for digest, _ in identify_files(val_paths, identity, name, "val_files", val_files)]
+    content = combined_hash(train_paths + val_paths, digests)
     fingerprint = hashlib.sha256(
         f"files|{content}|val={len(val_paths)}|{val_fraction}|{text_field}|{text_split}|{encoding}|"
         f"{decode_errors}|max_train={max_train_documents}".encode()
@@ -210,13 +207,13 @@ def build_files_corpus(
             yield from _documents_in_file(path, text_field, encoding, decode_errors, text_split)
 
     def train() -> Iterator[str]:
-        kept = (text for text in documents(train_paths) if val_paths or not _held_out(text, val_fraction))
+        kept = (text for text in documents(train_paths) if val_paths or not held_out_by_hash(text, val_fraction))
         return islice(kept, max_train_documents)
 
     def val() -> Iterator[str]:
         if val_paths:
             return documents(val_paths)
-        return (text for text in documents(train_paths) if _held_out(text, val_fraction))
+        return (text for text in documents(train_paths) if held_out_by_hash(text, val_fraction))
 
     shown = ", ".join(str(p) for p in train_paths[:3]) + (" ..." if len(train_paths) > 3 else "")
     return TaskCorpus(
@@ -229,6 +226,6 @@ def build_files_corpus(
         val_documents=val,
         # max_train_documents counts across files: such a (small, quick) task is prepared as one piece.
         pieces=None if max_train_documents is not None else partial(
-            file_pieces, FileReading(_kind, _documents_in_file, _held_out), train_paths, val_paths, val_fraction,
-            text_field, text_split, encoding, decode_errors),
+            file_pieces, FileReading(_kind, _documents_in_file, held_out_by_hash), train_paths, val_paths,
+            val_fraction, text_field, text_split, encoding, decode_errors),
     )
