@@ -44,14 +44,14 @@ def data_config(data_dir: Path, files: dict[str, Path]) -> DataConfig:
                TaskConfig(name="b", language="en", source="files", train_files=[str(files["text"])],
                           val_fraction=0.1)],
         data_dir=str(data_dir), tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000),
-        budget_tokens=1000)
+        budget_tokens=1000, min_val_tokens=2)  # tiny corpora: a held-out split of a few hundred tokens
 
 
 def cli_args(data_dir: Path, files: dict[str, Path]) -> list[str]:
     return [f"data.data_dir={data_dir}", "data.tokenizer.vocab_size=300", "data.tokenizer.train_chars_per_task=10000",
             f"data.tasks=[{{name:a,language:en,source:files,train_files:['{files['jsonl']}'],val_fraction:0.1}},"
             f"{{name:b,language:en,source:files,train_files:['{files['text']}'],val_fraction:0.1}}]",
-            f"piece_bytes={PIECE}"]
+            f"piece_bytes={PIECE}", "data.min_val_tokens=2"]
 
 
 def run_prepare(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:

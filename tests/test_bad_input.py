@@ -409,7 +409,8 @@ def _i20_case(tmp: Path, data: Path, case: str) -> tuple[Any, str]:
     if case.startswith("i20_03"):
         train = tmp / "a.txt"
         train.write_text(text)
-        cfg = DataConfig(tasks=[files_task(train_files=[str(tmp / "*.txt")])], data_dir=str(data), tokenizer=tokenizer)
+        cfg = DataConfig(tasks=[files_task(train_files=[str(tmp / "*.txt")])], data_dir=str(data), tokenizer=tokenizer,
+                         min_val_tokens=2)  # a small corpus: its held-out share is a few dozen tokens
         if case == "i20_03_verify_of_data_never_prepared":
             return cfg, "verify"
         prepare_data(cfg)

@@ -51,8 +51,8 @@ def prepared(tmp_path, monkeypatch):
     train, val = _write_corpus(tmp_path / "corpus")
     cfg = DataConfig(tasks=[TaskConfig(name="en", source="files", train_files=[str(train)], val_files=[str(val)],
                                        max_train_documents=200)],
-                     data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(vocab_size=300,
-                                                                                 train_chars_per_task=10_000))
+                     data_dir=str(tmp_path / "cache"), min_val_tokens=2,
+                     tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000))
     first = prepare_data(cfg)
     return cfg, first, train
 

@@ -40,8 +40,8 @@ def test_hf_source_save_to_disk_folder_with_its_splits(tmp_path):
     assert list(corpus.train_documents()) == _texts(300, "train")
     assert list(corpus.val_documents()) == _texts(20, "held")
     cfg = DataConfig(tasks=[_hf_task(dataset=str(folder), text_field="content", val_split="validation")],
-                     data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(vocab_size=300,
-                                                                                 train_chars_per_task=10_000))
+                     data_dir=str(tmp_path / "cache"), min_val_tokens=2,
+                     tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000))
     shards = prepare_data(cfg).shards[0]
     assert shards.n_tokens("train") > 0 and shards.n_tokens("val") > 0
     assert "Hugging Face data set" in shards.manifest["source"]
@@ -96,3 +96,55 @@ def test_hf_source_identity_uses_stamps_like_files(tmp_path):
     datasets.Dataset.from_dict({"text": _texts(100, "b")}).save_to_disk(str(tmp_path / "other"))
     assert build_hf_corpus(_hf_task(dataset=str(tmp_path / "other"))).fingerprint != first
     assert build_hf_corpus(_hf_task(dataset=str(folder))).fingerprint == first
+
+
+def _saved_dataset_dict(folder: Path) -> str:
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"text": _texts(600, "train")}),
+        "validation": datasets.Dataset.from_dict({"text": _texts(60, "held")}),
+    }).save_to_disk(str(folder))
+    return str(folder)
+
+
+def _jsonl_parts(folder: Path) -> str:
+    folder.mkdir()
+    for part in range(3):
+        with open(folder / f"part-{part}.jsonl", "w") as handle:
+            handle.writelines(json.dumps({"text": text}) + "\n" for text in _texts(200, f"json{part}"))
+    return str(folder / "part-*.jsonl")
+
+
+HF_LAYOUTS = {"save_to_disk_rows": (_saved_dataset_dict, {"val_split": "validation"}),
+              "streamed_files_by_hash": (_jsonl_parts, {"val_fraction": 0.1})}
+
+
+@pytest.mark.parametrize("layout", sorted(HF_LAYOUTS))
+def test_hf_source_pieces_give_the_whole_split_in_order(tmp_path, layout):
+    """Cut into pieces (row ranges of a saved data set, the files of a streamed one), the pieces one after the other
+    give the documents of each split in the order the whole split gives them."""
+    write, fields = HF_LAYOUTS[layout]
+    corpus = build_hf_corpus(_hf_task(dataset=write(tmp_path / "data"), **fields))
+    pieces = corpus.pieces(8 << 10)  # 8 KiB: the saved train split (~45 KB of Arrow) is several row ranges
+    assert len(pieces) >= 3 and len({piece.key for piece in pieces}) == len(pieces)
+    read = [pair for piece in pieces for pair in piece.read()]
+    assert [text for split, text in read if split == "train"] == list(corpus.train_documents())
+    assert [text for split, text in read if split == "val"] == list(corpus.val_documents())
+
+
+@pytest.mark.slow
+def test_workers_identical_hf_source_1_2(tmp_path):
+    """An hf task prepared in pieces by one process and by two worker processes: byte-identical shard folders."""
+    from prepare_helpers import folder_bytes
+
+    from mer.data.prepare_config import PrepareConfig
+
+    dataset = _saved_dataset_dict(tmp_path / "data")
+    folders = []
+    for workers in (1, 2):
+        cfg = DataConfig(tasks=[_hf_task(dataset=dataset, val_split="validation")], min_val_tokens=2,
+                         data_dir=str(tmp_path / f"w{workers}"),
+                         tokenizer=TokenizerConfig(vocab_size=300, train_chars_per_task=10_000))
+        prepared = prepare_data(cfg, PrepareConfig(workers=workers, piece_bytes=8 << 10))
+        assert len(prepared.shards[0].paths("train")) >= 3
+        folders.append(folder_bytes(tmp_path / f"w{workers}"))
+    assert folders[0] == folders[1]

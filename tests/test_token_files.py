@@ -36,7 +36,7 @@ def _tokens_config(tmp_path: Path, train: list[str], val: list[str]) -> DataConf
     return DataConfig(tasks=[TaskConfig(name="pre", language="und", source="tokens", train_files=train,
                                         val_files=val)],
                       data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(path=str(tokenizer)),
-                      budget_tokens=2048)
+                      budget_tokens=2048, min_val_tokens=2)
 
 
 def test_tokens_many_files_of_a_folder_and_a_glob_in_sorted_order(tmp_path):

@@ -119,7 +119,8 @@ def test_a_tokenizer_over_65535_tokens_gives_uint32_shards_end_to_end(tmp_path):
     data = DataConfig(tasks=[TaskConfig(name="big", language="und", source="files",
                                         train_files=[str(tmp_path / "train.txt")],
                                         val_files=[str(tmp_path / "val.txt")])],
-                      data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(path=str(tokenizer_dir)))
+                      data_dir=str(tmp_path / "cache"), tokenizer=TokenizerConfig(path=str(tokenizer_dir)),
+                      min_val_tokens=2)
     info = prepare_data(data).shards[0]
     assert info.dtype == np.uint32 and info.manifest["dtype"] == "uint32"
     assert info.path("train").stat().st_size == 4 * info.n_tokens("train")

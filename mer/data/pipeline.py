@@ -22,7 +22,7 @@ from mer.data.prepare_config import PrepareConfig
 from mer.data.prepare_engine import piece_report, run_engine
 from mer.data.shards import ShardInfo, load_shards, shard_directory, token_dtype
 from mer.data.token_files import register_token_files
-from mer.data.tokenizer import check_coverage, prepare_tokenizer
+from mer.data.tokenizer import check_coverage, check_tokenizer_path, prepare_tokenizer
 from mer.files.atomic import DiskFull, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,18 @@ def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig, identity: I
     if token_tasks and cfg.tokenizer.path is None:
         names = [t.name for t in token_tasks]
         raise DataError(f"tasks {names} are pre-tokenized: set data.tokenizer.path to the tokenizer they were made with")
+    check_tokenizer_path(cfg.tokenizer)
     corpora = {t.name: build_corpus(t, data_dir, identity) for t in text_tasks}  # checks sources before any long work
     tokenizer, digest = prepare_tokenizer(list(corpora.values()), cfg.tokenizer, data_dir)
     tokenizer_dir = (Path(cfg.tokenizer.path).expanduser() if cfg.tokenizer.path is not None
                      else data_dir / "tokenizers" / digest)
     coverage = {name: check_coverage(tokenizer, corpus) for name, corpus in corpora.items()}
     todo = plan_work(corpora, coverage, digest, data_dir, engine.piece_bytes)
-    counts = run_engine(todo, GroupSpec(cfg, str(tokenizer_dir), digest, engine.piece_bytes), engine, tokenizer)
+    spec = GroupSpec(cfg, str(tokenizer_dir), digest, engine.piece_bytes)
+    # On this machine a task is prepared and its validation split checked before the next one is tokenized, so a
+    # refusal wastes no work on the tasks after it; a Slurm array takes every task at once (the cluster's width)
+    # and the checks follow it.
+    counts = run_engine(todo, spec, engine, tokenizer) if engine.launcher == "slurm" else {}
     shards = []
     for task in cfg.tasks:
         if task.source == "tokens":
@@ -122,6 +127,8 @@ def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig, identity: I
             shards.append(register_token_files(task.name, task.language, task.train_files, task.val_files, dtype,
                                                tokenizer, digest, data_dir, identity))
         else:
+            if task.name in todo and task.name not in counts:
+                counts.update(run_engine({task.name: todo[task.name]}, spec, engine, tokenizer))
             shards.append(load_shards(shard_directory(data_dir, digest, corpora[task.name])))
         check_val_tokens(task, shards[-1], cfg.min_val_tokens)
     # The downstream cloze items of the held-out verses: written once, like the shards, so that

@@ -61,6 +61,15 @@ def _directory_hash(directory: Path) -> str:
     return tokenizer_files_hash(directory)
 
 
+def check_tokenizer_path(cfg: TokenizerConfig) -> None:
+    """A user tokenizer (`data.tokenizer.path`) that is not there is refused first, before any corpus is read: a
+    400 GB corpus is hashed at its first preparation, and a typo in a path must not cost that."""
+    if cfg.path is not None:
+        directory = Path(cfg.path).expanduser()
+        _directory_hash(directory)
+        check_user_tokenizer(directory)
+
+
 def train_bpe(corpora: Sequence[TaskCorpus], cfg: TokenizerConfig, out_dir: Path) -> None:
     """Train a byte-level BPE on equal shares of every task's text and save it for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
