@@ -30,7 +30,8 @@ class PieceGroupJob(submitit.helpers.Checkpointable):
 
 def executor_for(slurm: SlurmPrepareConfig, data_dir: Path) -> submitit.AutoExecutor:
     folder = slurm.submitit_folder or str(data_dir / ".submitit" / "%j")
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    # How often a timed-out task is requeued is the executor's own setting in submitit, not a job parameter.
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=slurm.max_num_timeout)
     parameters = {
         "name": "mer-prepare",
         "timeout_min": slurm.timeout_min,
@@ -38,7 +39,6 @@ def executor_for(slurm: SlurmPrepareConfig, data_dir: Path) -> submitit.AutoExec
         "slurm_array_parallelism": slurm.array_parallelism,
         "slurm_additional_parameters": dict(slurm.additional_parameters),
         "slurm_setup": list(slurm.setup),
-        "slurm_max_num_timeout": slurm.max_num_timeout,
     }
     for key, value in (("slurm_partition", slurm.partition), ("slurm_account", slurm.account),
                        ("slurm_qos", slurm.qos), ("mem_gb", slurm.mem_gb)):

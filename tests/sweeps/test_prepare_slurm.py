@@ -4,6 +4,9 @@ and gives the same shard folders, byte for byte, as one process."""
 
 from __future__ import annotations
 
+import json
+import pickle
+
 import pytest
 from prepare_helpers import PIECE, cli_args, data_config, folder_bytes, run_prepare, write_corpus
 
@@ -23,7 +26,15 @@ def test_a_slurm_array_prepares_the_same_shards_as_one_process(slurm_cluster, tm
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "submitted 3 Slurm array task(s)" in proc.stdout
     submitted = sorted(p.name for p in (on_slurm / ".submitit").iterdir())
-    assert len(submitted) == 3 and all("_" in name for name in submitted)  # <job>_<array index>
+    tasks = [name for name in submitted if "_" in name and not name.startswith(".")]  # <job>_<array index>
+    assert len(tasks) == 3
+    # The array tasks built the pieces (not the launching process after them): their results count them all.
+    results = [pickle.loads(path.read_bytes()) for path in (on_slurm / ".submitit").rglob("*_result.pkl")]
+    assert [outcome for outcome, _ in results] == ["success"] * 3
+    manifests = [json.loads(path.read_text()) for path in (reference / "shards").rglob("manifest.json")]
+    pieces = sum(len({shard["piece"] for split in ("train", "val") for shard in m["splits"][split]["shards"]})
+                 for m in manifests)
+    assert sum(counts["built"] for _, counts in results) == pieces > 3
     assert folder_bytes(on_slurm) == folder_bytes(reference)
 
     again = run_prepare([*cli_args(on_slurm, files), "launcher=slurm", "slurm.array_tasks=3"])
