@@ -52,8 +52,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-from buffer_scale_data import VOCAB, ModuloReader, write_shard
+from buffer_scale_data import VOCAB, ModuloReader, open_tokens, write_shards
 from buffer_scale_parts import (
     H100_BF16_PEAK,
     gpu_demand,
@@ -79,6 +78,8 @@ from mer.data.stream import TaskStream
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=float, default=2.5e9, help="uint16 tokens of the synthetic shard (2 bytes each)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="files the tokens are written as, read as one array like a task of many shards")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--refs-per-task", type=float, default=50e6, help="block ids added per task (paper: ~50M)")
@@ -111,18 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
         raise SystemExit(f"{scratch.parent} has {free / GB:.1f} GB free; lower --tokens (needs {2 * args.tokens / GB:.1f} GB "
                          "for the shard plus room for a raw checkpoint)")
-    shard = scratch / "train.bin"
     demand = gpu_demand(args)
     mem_rows, ckpt_rows, sample_rows, overhead_rows, adds = [], [], [], [], {}
     timings = {}
     try:
-        log(f"writing {args.tokens:,} tokens ({2 * args.tokens / GB:.1f} GB) to {shard} ...")
-        timings["write_s"] = write_shard(shard, args.tokens, args.seed)
+        log(f"writing {args.tokens:,} tokens ({2 * args.tokens / GB:.1f} GB) in {args.shards} file(s) to {scratch} ...")
+        shards, timings["write_s"] = write_shards(scratch, args.tokens, args.shards, args.seed)
         log(f"  {timings['write_s']:.1f} s ({2 * args.tokens / MB / timings['write_s']:.0f} MB/s)")
-        stream = TaskStream(np.memmap(shard, dtype=np.uint16, mode="r"), args.seq_len, seed=args.seed, task_index=0, name="synthetic")
+        stream = TaskStream(open_tokens(shards), args.seq_len, seed=args.seed, task_index=0, name="synthetic")
         reader = ModuloReader(stream)
         n_real = stream.n_blocks
-        info["shard"] = (f"{args.tokens:,} uint16 tokens ({2 * args.tokens / GB:.1f} GB), {n_real:,} blocks of "
+        info["shard"] = (f"{args.tokens:,} uint16 tokens ({2 * args.tokens / GB:.1f} GB) in {args.shards} shard "
+                         f"file(s), {n_real:,} blocks of "
                          f"{args.seq_len + 1} tokens, written in {timings['write_s']:.1f} s")
         if args.refs_per_task < n_real:
             raise SystemExit(f"--refs-per-task {args.refs_per_task} is below the shard's {n_real} blocks")
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in args.parts or "checkpoint" in args.parts or "sample" in args.parts:
             adds["all/stream"] = run_policy("all", "stream", stream, reader, args, scratch, points, mem_rows,
                                             ckpt_rows,
-                                            after_fill=partial(sample_passes, stream=stream, shard=shard, args=args,
+                                            after_fill=partial(sample_passes, stream=stream, shards=shards, args=args,
                                                                sample_rows=sample_rows, timings=timings))
         if "memory" in args.parts or "checkpoint" in args.parts:
             adds["all/sequential"] = run_policy("all", "sequential", stream, reader, args, scratch, points,

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,10 +43,11 @@ WORDS = {
 }
 
 
-def write_corpus(root: Path, mb: int, file_mb: int, seed: int) -> list[Path]:
-    """`mb` MB of JSONL documents of mixed-script sentences, in files of `file_mb` MB."""
+def write_corpus(root: Path, mb: int, file_mb: int, seed: int, words: list[str] | None = None) -> list[Path]:
+    """`mb` MB of JSONL documents of sentences of `words` (default: every script's, mixed), in files of `file_mb`
+    MB."""
     rng = np.random.default_rng(seed)
-    vocab = [w for words in WORDS.values() for w in words]
+    vocab = words or [w for script in WORDS.values() for w in script]
     root.mkdir(parents=True, exist_ok=True)
     files, written, index = [], 0, 0
     while written < mb * 1_000_000:
@@ -84,8 +86,13 @@ def one_preparation(args: list[str]) -> dict:
 
 def measure(args: list[str]) -> dict:
     """One preparation in a fresh child process (so that getrusage sees only it and its workers)."""
+    # One worker is one core: the tokenizer's own threads are off in every variant (the command's own process
+    # with them on is the "threads" row, for reference).
+    threads = "workers=threads" in args
+    args = [arg for arg in args if arg != "workers=threads"] + (["workers=1"] if threads else [])
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "true" if threads else "false"}
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)], capture_output=True, text=True,
-                         cwd=REPO, env={**os.environ, "TOKENIZERS_PARALLELISM": "true"})
+                         cwd=REPO, env=env)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -101,7 +108,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=40, help="MB of text per task (two tasks)")
     parser.add_argument("--file-mb", type=int, default=16, help="MB per corpus file")
     parser.add_argument("--piece-mb", type=int, default=8, help="piece_bytes in MB")
-    parser.add_argument("--workers", default="1,2", help="worker counts to compare")
+    parser.add_argument("--workers", default="1,2,threads",
+                        help="worker counts to compare; 'threads': one process with the tokenizer's own threads")
     parser.add_argument("--sizes", default="", help="MB per task for the memory part (empty: skip it)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
@@ -122,12 +130,13 @@ def main() -> None:
         tokenizer_data = root / "tokenizer"
         subprocess.run([sys.executable, "-m", "mer.data.prepare", *common, f"data.data_dir={tokenizer_data}"],
                        check=True, capture_output=True, cwd=REPO)
-        [tokenizer] = list((tokenizer_data / "tokenizers").iterdir())
+        [tokenizer] = [p for p in (tokenizer_data / "tokenizers").iterdir() if p.is_dir() and not p.name.startswith(".")]
         common.append(f"data.tokenizer.path={tokenizer}")
         n_tokens = tokens_of(tokenizer_data)
-        variants = [int(w) for w in args.workers.split(",")]
-        times: dict[int, list[float]] = {w: [] for w in variants}
-        rss: dict[int, list[float]] = {w: [] for w in variants}
+        variants = [w if w == "threads" else int(w) for w in args.workers.split(",")]
+        times: dict = {w: [] for w in variants}
+        rss: dict = {w: [] for w in variants}
+        fixed: dict = {w: [] for w in variants}
         for round_index in range(args.rounds):
             for workers in rotated(variants, round_index):
                 data_dir = root / f"r{round_index}-w{workers}"
@@ -135,13 +144,19 @@ def main() -> None:
                 times[workers].append(result["seconds"])
                 rss[workers].append(result["rss_mb"])
                 assert tokens_of(data_dir) == n_tokens
-        results["throughput"] = {"tokens": n_tokens, "seconds": times, "rss_mb": rss}
+                # The same command with everything prepared: its fixed cost (imports, the tokenizer's load, the
+                # corpus's identity and coverage checks), which does not grow with the corpus.
+                fixed[workers].append(measure([*common, f"workers={workers}", f"data.data_dir={data_dir}"])["seconds"])
+                shutil.rmtree(data_dir)
+        results["throughput"] = {"tokens": n_tokens, "seconds": times, "rss_mb": rss, "fixed_seconds": fixed}
         for mb in [int(m) for m in args.sizes.split(",") if m]:
             sized = {name: root / f"corpus-{mb}" / name for name in corpus}
             for seed, folder in enumerate(sized.values()):
                 write_corpus(folder, mb, args.file_mb, seed)
             sized_args = [task_args(sized), *common[1:]]
             results["memory"][mb] = measure([*sized_args, "workers=1", f"data.data_dir={root / f'm{mb}'}"])["rss_mb"]
+            shutil.rmtree(root / f"m{mb}")
+            shutil.rmtree(root / f"corpus-{mb}")
     load_end = os.getloadavg()
     print(format_machine(info, f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end"))
     if max(load_start[0], load_end[0]) > 0.5 * (info.get("cores_usable") or 1):
@@ -149,12 +164,19 @@ def main() -> None:
     base = np.median(times[variants[0]])
     print(f"\n### Tokens per second ({n_tokens:,} tokens, 2 tasks of {args.mb} MB, pieces of {args.piece_mb} MB), "
           f"median (min-max) of {args.rounds} rounds\n")
-    print("| workers | seconds | Mtokens/s | speed-up | peak RSS of one process (MB) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("Whole command: `python -m mer.data.prepare` from start to end. Sharding: the same less the command's fixed "
+          "cost (the same command run again with everything prepared: imports, tokenizer load, identity and coverage "
+          "checks), which does not grow with the corpus.\n")
+    print("| workers | seconds | Mtokens/s | speed-up | fixed cost (s) | sharding Mtokens/s | sharding speed-up | "
+          "peak RSS of one process (MB) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    sharding = {w: float(np.median(times[w])) - float(np.median(fixed[w])) for w in variants}
     for workers in variants:
         median = float(np.median(times[workers]))
         print(f"| {workers} | {spread(times[workers], '{:.1f}')} | {n_tokens / median / 1e6:.2f} | "
-              f"{base / median:.2f}x | {max(rss[workers]):.0f} |")
+              f"{base / median:.2f}x | {spread(fixed[workers], '{:.1f}')} | "
+              f"{n_tokens / sharding[workers] / 1e6:.2f} | {sharding[variants[0]] / sharding[workers]:.2f}x | "
+              f"{max(rss[workers]):.0f} |")
     if results["memory"]:
         print("\n### Peak RSS against corpus size (1 worker)\n\n| MB per task | peak RSS (MB) |\n| --- | --- |")
         for mb, value in results["memory"].items():

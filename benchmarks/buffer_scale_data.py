@@ -30,6 +30,29 @@ def write_shard(path: Path, n_tokens: int, seed: int, chunk: int = 1 << 26) -> f
     return time.perf_counter() - started
 
 
+def write_shards(directory: Path, n_tokens: int, n_shards: int, seed: int) -> tuple[list[Path], float]:
+    """The synthetic tokens as `n_shards` files of (nearly) equal size, as sharded preparation writes a large task
+    (`train-NNNNN.bin`, or `train.bin` for one); (paths, seconds)."""
+    paths = [directory / ("train.bin" if n_shards == 1 else f"train-{i:05d}.bin") for i in range(n_shards)]
+    bounds = np.linspace(0, n_tokens, n_shards + 1).astype(np.int64)
+    seconds = sum(write_shard(path, int(hi - lo), seed + i)
+                  for i, (path, lo, hi) in enumerate(zip(paths, bounds[:-1], bounds[1:], strict=True)))
+    return paths, seconds
+
+
+def open_tokens(paths: list[Path]):
+    """The task's tokens as the trainer reads them: one memmap, or the shards as one array (`mer.data.token_view`)."""
+    from mer.data.token_view import ConcatenatedTokens
+
+    parts = [np.memmap(path, dtype=np.uint16, mode="r") for path in paths]
+    return parts[0] if len(parts) == 1 else ConcatenatedTokens(parts)
+
+
+def madvise_tokens(tokens, advice: int) -> None:
+    for part in getattr(tokens, "parts", [tokens]):
+        part._mmap.madvise(advice)
+
+
 class ModuloReader:
     """BlockReader over ONE real shard for every task: block b of task t is block (b + t*stride) mod n_blocks."""
 

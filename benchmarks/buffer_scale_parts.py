@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from buffer_scale_checkpoint import checkpoint_load, checkpoint_save
-from buffer_scale_data import VOCAB, ZeroReader, affine_perm, task_chunks
+from buffer_scale_data import VOCAB, ZeroReader, affine_perm, madvise_tokens, open_tokens, task_chunks
 from buffer_scale_tables import fmt_bytes, fmt_n
 from page_cache import evict, resident_fraction, warm
 from process_memory import mem, reset_peak
@@ -141,10 +141,10 @@ def sample_pass(buffer: ReplayBuffer, n: int, task: int, steps: int, compute_s: 
     return waits
 
 
-def sample_passes(buffer: ReplayBuffer, stream: TaskStream, shard: Path, args, sample_rows: list,
+def sample_passes(buffer: ReplayBuffer, stream: TaskStream, shards: list[Path], args, sample_rows: list,
                   timings: dict) -> None:
     """The sampling part, run on the all/stream buffer once it is full: cold and warm passes of
-    `sample_pass` over the shard (rows appended to `sample_rows`), then the draw alone without reads
+    `sample_pass` over the shards (rows appended to `sample_rows`), then the draw alone without reads
     (`timings["draw_only_ms"]`). main binds all but the buffer with functools.partial and hands it to
     `run_policy` as `after_fill` (a closure over main's `stream`, which main deletes before it returns,
     reads to pyflakes as an undefined name)."""
@@ -158,18 +158,20 @@ def sample_passes(buffer: ReplayBuffer, stream: TaskStream, shard: Path, args, s
     for cache, mapping, prefetch in passes:
         if cache == "cold":
             # A fresh mapping first: pages still mapped by the old one would survive the eviction.
-            stream.tokens = np.memmap(shard, dtype=np.uint16, mode="r")
-            evict(shard, args.drop_caches)
+            stream.tokens = open_tokens(shards)
+            for shard in shards:
+                evict(shard, args.drop_caches)
         elif not sample_rows or sample_rows[-1]["cache"] != "warm":
-            timings["warm_read_s"] = warm(shard)
-        resident = resident_fraction(shard)
+            timings["warm_read_s"] = sum(warm(shard) for shard in shards)
+        fractions = [resident_fraction(shard) for shard in shards]
+        resident = None if None in fractions else float(np.mean(fractions))
         if mapping == "MADV_RANDOM":
-            stream.tokens._mmap.madvise(mmap.MADV_RANDOM)
+            madvise_tokens(stream.tokens, mmap.MADV_RANDOM)
         log(f"sampling: {cache} cache, {mapping}, prefetch {'on' if prefetch else 'off'} "
             f"(resident {resident}) ...")
         waits = sample_pass(buffer, args.n, current, args.steps, compute, prefetch)
         if mapping == "MADV_RANDOM":
-            stream.tokens._mmap.madvise(mmap.MADV_NORMAL)
+            madvise_tokens(stream.tokens, mmap.MADV_NORMAL)
         sample_rows.append({"cache": cache, "mapping": mapping, "prefetch": prefetch, "resident": resident,
                             "waits": waits})
         log(f"  median wait {1e3 * statistics.median(waits):.2f} ms/step")

@@ -19,7 +19,7 @@ from mer.data.corpus_build import build_corpus
 from mer.data.identity import IdentityBook
 from mer.data.piece_groups import GroupSpec, plan_work
 from mer.data.prepare_config import PrepareConfig
-from mer.data.prepare_engine import piece_report, run_engine
+from mer.data.prepare_engine import piece_report, run_engine, worker_pool
 from mer.data.shards import ShardInfo, load_shards, shard_directory, token_dtype
 from mer.data.token_files import register_token_files
 from mer.data.tokenizer import check_coverage, check_tokenizer_path, prepare_tokenizer
@@ -116,21 +116,22 @@ def _prepare(cfg: DataConfig, data_dir: Path, engine: PrepareConfig, identity: I
     coverage = {name: check_coverage(tokenizer, corpus) for name, corpus in corpora.items()}
     todo = plan_work(corpora, coverage, digest, data_dir, engine.piece_bytes)
     spec = GroupSpec(cfg, str(tokenizer_dir), digest, engine.piece_bytes)
-    # On this machine a task is prepared and its validation split checked before the next one is tokenized, so a
-    # refusal wastes no work on the tasks after it; a Slurm array takes every task at once (the cluster's width)
-    # and the checks follow it.
+    # Each task's validation split is checked as soon as the task is done, before the next one is finished: in this
+    # process before the next is tokenized; with workers, while they go on with the next tasks' pieces (a refusal
+    # cancels those not started); a Slurm array takes every task at once and the checks follow it.
     counts = run_engine(todo, spec, engine, tokenizer) if engine.launcher == "slurm" else {}
     shards = []
-    for task in cfg.tasks:
-        if task.source == "tokens":
-            dtype = task.token_dtype or token_dtype(len(tokenizer)).name
-            shards.append(register_token_files(task.name, task.language, task.train_files, task.val_files, dtype,
-                                               tokenizer, digest, data_dir, identity))
-        else:
-            if task.name in todo and task.name not in counts:
-                counts.update(run_engine({task.name: todo[task.name]}, spec, engine, tokenizer))
-            shards.append(load_shards(shard_directory(data_dir, digest, corpora[task.name])))
-        check_val_tokens(task, shards[-1], cfg.min_val_tokens)
+    with worker_pool(engine, todo, spec) as futures:
+        for task in cfg.tasks:
+            if task.source == "tokens":
+                dtype = task.token_dtype or token_dtype(len(tokenizer)).name
+                shards.append(register_token_files(task.name, task.language, task.train_files, task.val_files, dtype,
+                                                   tokenizer, digest, data_dir, identity))
+            else:
+                if task.name in todo and task.name not in counts:
+                    counts.update(run_engine({task.name: todo[task.name]}, spec, engine, tokenizer, futures))
+                shards.append(load_shards(shard_directory(data_dir, digest, corpora[task.name])))
+            check_val_tokens(task, shards[-1], cfg.min_val_tokens)
     # The downstream cloze items of the held-out verses: written once, like the shards, so that
     # `python -m mer.downstream --tasks bible_cloze` needs no network (and no preparation of its own).
     cloze = prepare_cloze(text_tasks, {name: corpus.fingerprint for name, corpus in corpora.items()}, data_dir)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from multiprocessing import get_context
 
 from mer.data.corpus import DataError
@@ -42,9 +44,34 @@ def groups_of(todo: dict[str, TaskWork], n_groups: int) -> list[list[tuple[str, 
     return [group for group in groups if group]
 
 
-def run_engine(todo: dict[str, TaskWork], spec: GroupSpec, engine: PrepareConfig, tokenizer) -> dict[str, Counter]:
-    """Prepare every task of `todo` with the chosen engine, then finish them here. Returns, per task, how many
-    pieces this preparation built and how many it found done (kept from an earlier or concurrent one)."""
+@contextmanager
+def worker_pool(engine: PrepareConfig, todo: dict[str, TaskWork], spec: GroupSpec) -> Iterator[dict[str, list]]:
+    """The `workers` processes of a preparation, started once for the whole command (a worker's start, its imports
+    and the tokenizer's load, costs seconds), with every missing piece of every task submitted at once, in the
+    sequence's order: no worker idles at the end of one task while the next has pieces. Yields the futures by task
+    ({} when the pieces are built in this process or on Slurm). Leaving on an error (a task refused) cancels the
+    pieces no worker has started yet: at most `workers` pieces of later tasks were begun for nothing."""
+    if engine.launcher != "local" or engine.workers <= 1 or not todo:
+        yield {}
+        return
+    pool = ProcessPoolExecutor(engine.workers, mp_context=get_context("spawn"), initializer=_worker_init)
+    try:
+        futures: dict[str, list] = {name: [] for name in todo}
+        for group in groups_of(todo, 1):
+            for name, index in group:
+                futures[name].append(pool.submit(_build_in_worker, spec, (name, index)))
+        yield futures
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def run_engine(todo: dict[str, TaskWork], spec: GroupSpec, engine: PrepareConfig, tokenizer,
+               futures: dict[str, list] | None = None) -> dict[str, Counter]:
+    """Prepare every task of `todo` with the chosen engine (`futures`: their pieces already given to the workers,
+    from `worker_pool`), then finish them here. Returns, per task, how many pieces this preparation built and how
+    many it found done (kept from an earlier or concurrent one)."""
     dtype = token_dtype(len(tokenizer))
     counts = {name: Counter() for name in todo}
     for name, work in todo.items():
@@ -53,14 +80,11 @@ def run_engine(todo: dict[str, TaskWork], spec: GroupSpec, engine: PrepareConfig
         from mer.data.prepare_slurm import run_array
 
         run_array(spec, groups_of(todo, engine.slurm.array_tasks), engine.slurm)
-    elif engine.workers > 1:
-        items = [item for group in groups_of(todo, 1) for item in group]
+    elif futures:
         try:
-            with ProcessPoolExecutor(engine.workers, mp_context=get_context("spawn"),
-                                     initializer=_worker_init) as pool:
-                results = pool.map(_build_in_worker, [spec] * len(items), items)
-                for (name, _), result in zip(items, results, strict=True):
-                    counts[name]["built"] += result["built"]
+            for name in todo:
+                for future in futures.get(name, []):
+                    counts[name]["built"] += future.result()["built"]
         except BrokenProcessPool:
             raise DataError(f"a worker process of the preparation died (killed, or out of memory: workers="
                             f"{engine.workers}); the pieces finished so far are kept: run the same command again "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import pytest
 from prepare_helpers import PIECE, cli_args, data_config, folder_bytes, run_prepare, write_corpus
@@ -40,3 +41,29 @@ def test_a_slurm_array_prepares_the_same_shards_as_one_process(slurm_cluster, tm
     again = run_prepare([*cli_args(on_slurm, files), "launcher=slurm", "slurm.array_tasks=3"])
     assert again.returncode == 0 and "submitted" not in again.stdout  # everything prepared: no job
     assert sorted(p.name for p in (on_slurm / ".submitit").iterdir()) == submitted
+
+
+def test_prepare_resume_after_kill_of_an_array_task(slurm_cluster, tmp_path):
+    """Every array task SIGKILLed in the middle of its second piece (kill -9 as the OOM killer or a node loss
+    gives): the command says which task failed and to run it again (exit 2); run again, it keeps the pieces the
+    killed tasks finished, builds the rest, and the folder equals an uninterrupted preparation's."""
+    from mer.data.pipeline import prepare_data
+    from mer.data.prepare_config import PrepareConfig
+
+    files = write_corpus(tmp_path)
+    reference = tmp_path / "reference"
+    prepare_data(data_config(reference, files), PrepareConfig(piece_bytes=PIECE))
+    on_slurm = tmp_path / "slurm"
+    launch = [*cli_args(on_slurm, files), "launcher=slurm", "slurm.array_tasks=3", "slurm.cpus_per_task=1",
+              "slurm.timeout_min=10", "slurm.poll_s=1"]
+    killed = run_prepare(launch, fault="prepare_piece:2")
+    assert killed.returncode == 2, killed.stdout[-2000:] + killed.stderr[-3000:]
+    assert "Slurm array task" in killed.stderr and "run the same command again" in killed.stderr
+    logs = "".join(p.read_text() for p in (on_slurm / ".submitit").rglob("*.err"))
+    assert logs.count("mer fault point prepare_piece:2 reached") == 3  # each array task died where meant
+    kept = sum(1 for _ in (on_slurm / "shards").rglob("piece-*.json"))
+    assert kept == 3  # one finished piece per killed task, on disk with its record
+    again = run_prepare(launch)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert sum(int(n) for n in re.findall(r"(\d+) kept from an earlier", again.stdout)) == kept
+    assert folder_bytes(on_slurm) == folder_bytes(reference)
