@@ -9,6 +9,7 @@ the launching process is gone.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +26,9 @@ class PieceGroupJob(submitit.helpers.Checkpointable):
     `checkpoint` (inherited): the same call is requeued, and it starts with what is still missing."""
 
     def __call__(self, spec: GroupSpec, items: list[tuple[str, int]]) -> Counter:
+        # The Rust tokenizer's threads where the task has several cores; one core: one thread, as a local worker.
+        if os.environ.get("SLURM_CPUS_PER_TASK", "1") == "1":
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
         return build_group(spec, items, finish=True)
 
 
