@@ -1,7 +1,7 @@
 """A multi-GB corpus end to end (issue #20): prepared as a Slurm job array and by one process (byte-identical
 shards), trained on for a few steps, and the time from `python -m mer.run` to training, before and after.
 
-    python benchmarks/bench_large_corpus.py --root /data/bench --gb 5 --array-tasks 4
+    python benchmarks/bench_large_corpus.py --root /data/bench --gb 5.4 --array-tasks 4
     python benchmarks/bench_large_corpus.py --root /data/bench --parts before --before-repo ../main-before
 
 Parts (`--parts`, in this order; each records its numbers in `<root>/results.json`, so parts can run apart):
@@ -99,7 +99,7 @@ def run_start(python: str, cwd: Path, root: Path, data_dir: Path, name: str) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--gb", type=float, default=5.0)
+    parser.add_argument("--gb", type=float, default=5.4)
     parser.add_argument("--file-mb", type=int, default=256)
     parser.add_argument("--array-tasks", type=int, default=4)
     parser.add_argument("--before-repo", type=Path, help="the checkout before this change (with its .venv)")

@@ -582,3 +582,44 @@ def test_i20_two_preparations_at_once_share_the_pieces(tmp_path):
         assert sum(built) == n, (task, built, [out for out, _ in outputs])
     assert folder_bytes(shared) == folder_bytes(reference)
     assert not list(shared.rglob(".*pieces-*"))
+
+
+def test_i20_a_piece_looked_at_while_its_task_is_published_is_not_built_again(tmp_path, monkeypatch):
+    """Another preparation looks at a piece while this one publishes the task (its records removed, the folder
+    not yet renamed): it waits for the publication and finds the piece done, instead of building it again (the
+    race that made two preparations at once build one piece twice)."""
+    import threading
+
+    from prepare_helpers import PIECE, data_config, write_corpus
+
+    from mer.data import shard_build
+    from mer.data.corpus_build import build_corpus
+    from mer.data.piece_groups import plan_work
+    from mer.data.shards import token_dtype
+    from mer.data.tokenizer import prepare_tokenizer
+
+    data_dir = tmp_path / "data"
+    cfg = data_config(data_dir, write_corpus(tmp_path))
+    corpus = build_corpus(cfg.tasks[0], data_dir)
+    tokenizer, digest = prepare_tokenizer([corpus], cfg.tokenizer, data_dir)
+    dtype = token_dtype(len(tokenizer))
+    work = plan_work({corpus.name: corpus}, {corpus.name: {}}, digest, data_dir, PIECE)[corpus.name]
+    assert len(work.pieces) > 2
+    for index in range(len(work.pieces)):
+        assert shard_build.build_piece(work.final, work.work, index, work.pieces, tokenizer, dtype) == "built"
+    looks, publish = [], shard_build.publish_directory
+
+    def publish_with_a_look_in_between(source, final):
+        other = threading.Thread(target=lambda: looks.append(
+            shard_build.build_piece(work.final, work.work, 0, work.pieces, tokenizer, dtype)))
+        other.start()
+        other.join(timeout=3)  # time enough to build the piece again, had it looked without waiting
+        assert looks == [], looks
+        publish(source, final)
+        publish_with_a_look_in_between.other = other
+
+    monkeypatch.setattr(shard_build, "publish_directory", publish_with_a_look_in_between)
+    assert shard_build.finish_task(work.final, work.work, corpus, work.pieces, tokenizer, digest, dtype, {})
+    publish_with_a_look_in_between.other.join(timeout=60)
+    assert looks == ["done"]
+    assert not list(work.final.parent.glob(".*pieces-*"))

@@ -60,6 +60,11 @@ def record_path(work: Path, index: int) -> Path:
     return work / f"piece-{index:05d}.json"
 
 
+def task_lock(final: Path) -> FileLock:
+    """The lock of a task's publication (`finish_task`), beside its final folder."""
+    return FileLock(str(final) + ".lock", timeout=LOCK_TIMEOUT_S)
+
+
 def piece_done(work: Path, index: int) -> bool:
     return record_path(work, index).is_file()
 
@@ -70,7 +75,13 @@ def build_piece(final: Path, work: Path, index: int, pieces: list[Piece], tokeni
     Returns "built", "done" (nothing to do) or "busy" (another process holds it)."""
     if final.is_dir() or piece_done(work, index):
         return "done"
-    work.mkdir(parents=True, exist_ok=True)
+    # The task's lock, briefly, around each look: a process finishing the task (`finish_task`, under that lock)
+    # removes the pieces' records before it renames the folder, and a look in between would take a finished piece
+    # for a missing one and build it again.
+    with task_lock(final):
+        if final.is_dir():
+            return "done"
+        work.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(work / f".piece-{index:05d}.lock"))
     try:
         lock.acquire(timeout=LOCK_TIMEOUT_S if wait else 0)
@@ -81,8 +92,10 @@ def build_piece(final: Path, work: Path, index: int, pieces: list[Piece], tokeni
             return "done"
         raise
     try:
-        if final.is_dir() or piece_done(work, index):  # finished by another process meanwhile
-            return "done"
+        with task_lock(final):
+            if final.is_dir() or piece_done(work, index):  # finished by another process meanwhile
+                return "done"
+        # Safe to build: this piece has no record and its lock is ours, so no one can finish the task meanwhile.
         _write_piece(work, index, pieces, tokenizer, dtype)
         return "built"
     finally:
@@ -156,7 +169,7 @@ def finish_task(final: Path, work: Path, corpus: TaskCorpus, pieces: list[Piece]
                 dtype: np.dtype, coverage: dict) -> bool:
     """Publish the task's folder if every piece is done (True), under the task's lock; False while pieces are
     missing. Also True when another process published it first."""
-    with FileLock(str(final) + ".lock", timeout=LOCK_TIMEOUT_S):
+    with task_lock(final):
         if not final.is_dir():
             if not all(piece_done(work, i) for i in range(len(pieces))):
                 return False
