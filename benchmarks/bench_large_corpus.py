@@ -10,8 +10,8 @@ Parts (`--parts`, in this order; each records its numbers in `<root>/results.jso
    seeded; files of `--file-mb` MB), once.
 2. `slurm`: `python -m mer.data.prepare launcher=slurm slurm.array_tasks=N` on the Slurm that `SLURM_CONF` names
    (`scripts/slurm_local.sh start` gives a one-node cluster), timed.
-3. `one`: the same data prepared by one process (the command's default engine), timed; then every file of the two
-   shard folders is hashed: they must be byte-identical.
+3. `one`: the same data prepared by one process (the command's default engine), timed; then (also alone as
+   `compare`) every file of the two shard folders is hashed: they must be byte-identical.
 4. `first_step`: `python -m mer.run` on the Slurm-prepared data, a few optimizer steps a task, twice; the
    start-up is the command's wall time less the run's own training-loop time (`wall_time_s` of summary.json).
 5. `before`: the same run with another checkout's code (`--before-repo`, its `.venv`), after that code prepared the
@@ -85,13 +85,14 @@ def shard_hashes(data_dir: Path) -> dict[str, str]:
 
 
 def run_start(python: str, cwd: Path, root: Path, data_dir: Path, name: str) -> dict:
-    """`python -m mer.run` for a few steps a task; its wall time and the run's own loop time."""
-    runs = root / "runs"
+    """`python -m mer.run` for a few steps a task, in a runs folder of its own; its wall time and the run's own
+    loop time."""
+    runs = root / "runs" / name
     command = [python, "-m", "mer.run", task_args(root), f"data.data_dir={data_dir}", f"runs_dir={runs}",
-               f"hydra.run.dir={runs / name}", f"data.tokenizer.vocab_size={VOCAB}", "data.budget_tokens=4096",
-               "data.eval_tokens=1024", "model=cpu-0.3m", "optim.batch_size=8", "alpha=0.25"]
+               f"data.tokenizer.vocab_size={VOCAB}", "data.budget_tokens=4096", "data.eval_tokens=1024",
+               "model=cpu-0.3m", "optim.batch_size=8", "alpha=0.25"]
     wall = timed(command, cwd)
-    [summary] = sorted((runs / name).rglob("summary.json"))
+    [summary] = sorted(runs.rglob("summary.json"))
     loop = float(json.loads(summary.read_text())["wall_time_s"])
     return {"wall_s": wall, "loop_s": loop, "startup_s": wall - loop}
 
@@ -112,29 +113,40 @@ def main() -> None:
     parts = args.parts.split(",")
     info = machine_info()
     load_start = os.getloadavg()
+    def save() -> None:  # after each part: a later part's failure keeps what the earlier ones measured
+        results_path.write_text(json.dumps(results, indent=2))
+
     if "corpus" in parts:
         results["corpus_bytes"] = write_big_corpus(root, args.gb, args.file_mb)
+        save()
     if "slurm" in parts:
         if "SLURM_CONF" not in os.environ:
             raise SystemExit("set SLURM_CONF (scripts/slurm_local.sh start prints it)")
         results["slurm_s"] = timed(prepare_command(sys.executable, root, root / "slurm", "launcher=slurm",
                                                    f"slurm.array_tasks={args.array_tasks}", "slurm.cpus_per_task=1",
                                                    "slurm.timeout_min=240", "slurm.poll_s=5"), REPO)
+        save()
     if "one" in parts:
         results["one_s"] = timed(prepare_command(sys.executable, root, root / "one"), REPO)
+        save()
+    if "one" in parts or "compare" in parts:
         slurm, one = shard_hashes(root / "slurm"), shard_hashes(root / "one")
         results["identical"] = slurm == one and len(slurm) > 0
         results["shard_files"] = len(slurm)
         results["tokens"] = sum(json.loads((root / "one" / "shards" / key).read_text())["splits"][s]["tokens"]
                                 for key in slurm if key.endswith("manifest.json") for s in ("train", "val"))
+        save()
     if "first_step" in parts:
         results["after"] = [run_start(sys.executable, REPO, root, root / "slurm", f"after-{i}") for i in range(2)]
+        save()
     if "before" in parts:
         before = args.before_repo.resolve()
         python = str(before / ".venv" / "bin" / "python")
-        results["before_prepare_s"] = timed(prepare_command(python, root, root / "before"), before)
+        prepared = timed(prepare_command(python, root, root / "before"), before)
+        results.setdefault("before_prepare_s", prepared)  # the first time only: later it finds its cache
+        save()
         results["before"] = [run_start(python, before, root, root / "before", f"before-{i}") for i in range(2)]
-    results_path.write_text(json.dumps(results, indent=2))
+        save()
     load_end = os.getloadavg()
     print(format_machine(info, f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end"))
     print(f"\n### A {results.get('corpus_bytes', 0) / 1e9:.2f} GB corpus, three tasks\n")

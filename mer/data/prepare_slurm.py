@@ -10,6 +10,7 @@ the launching process is gone.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,22 @@ import submitit
 from mer.data.corpus import DataError
 from mer.data.piece_groups import GroupSpec, build_group
 from mer.data.prepare_config import SlurmPrepareConfig
+
+RESULT_GRACE_S = 30.0
+"""Seconds an array that left the queue is given for its result files to appear (a shared file system's lag)."""
+
+
+def _in_queue(array_id: str) -> bool:
+    """Whether any task of the array is still pending, running or requeued (`squeue`); True when Slurm cannot be
+    asked, so that a slow controller never looks like a finished array."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", array_id, "-o", "%i"], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    if out.returncode != 0:
+        return "invalid job id" not in out.stderr.lower()  # a job id Slurm has forgotten: long gone
+    return bool(out.stdout.strip())
 
 
 class PieceGroupJob(submitit.helpers.Checkpointable):
@@ -58,10 +75,24 @@ def run_array(spec: GroupSpec, groups: list[list[tuple[str, int]]], slurm: Slurm
         return
     executor = executor_for(slurm, Path(spec.data.data_dir).expanduser())
     jobs = executor.map_array(PieceGroupJob(), [spec] * len(groups), groups)
-    print(f"submitted {len(jobs)} Slurm array task(s) as job {jobs[0].job_id.split('_')[0]}; waiting", flush=True)
+    array_id = jobs[0].job_id.split("_")[0]
+    print(f"submitted {len(jobs)} Slurm array task(s) as job {array_id}; waiting", flush=True)
+    left_queue_at = None
     while not all(job.done() for job in jobs):
+        # A task killed outright (kill -9, out of memory) writes no result, and without Slurm's accounting
+        # submitit cannot tell it failed: once the array has left the queue, its results get a grace period.
+        if _in_queue(array_id):
+            left_queue_at = None
+        elif left_queue_at is None:
+            left_queue_at = time.monotonic()
+        elif time.monotonic() - left_queue_at > RESULT_GRACE_S:
+            break
         time.sleep(slurm.poll_s)
     for job in jobs:
+        if not job.done():
+            raise DataError(f"Slurm array task {job.job_id} ended without a result (killed: kill -9, out of memory, "
+                            f"a lost node); its log: {job.paths.stderr}; the pieces it finished are kept: run the "
+                            "same command again (with more slurm.mem_gb if memory ran out)")
         try:
             job.result()
         except Exception as error:  # noqa: BLE001 - submitit raises the job's own error, or a FailedJobError
