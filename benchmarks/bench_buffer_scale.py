@@ -3,11 +3,13 @@
     python benchmarks/bench_buffer_scale.py                      # 5 GB shard, 250M references: 2-4 min
     python benchmarks/bench_buffer_scale.py --tokens 2e8 --refs-per-task 2e6 --steps 10   # quick check
     python benchmarks/bench_buffer_scale.py --keep --dir /scratch --json out.json
+    python benchmarks/bench_buffer_scale.py --tokens 5e8 --shards 200     # a task of 200 shard files
 
 At the paper's scale a task is 100B tokens, about 50M sequences of 2048 tokens, and the buffer
 (policy `all`) ends up referencing 5 x 50M = 250M of them. This script writes one large synthetic
 token shard (`--tokens` uint16 tokens of random ids, 2.5e9 = 5 GB by default, in chunks, to a
-temporary dir that is deleted at the end unless `--keep`) and measures, in one process:
+temporary dir that is deleted at the end unless `--keep`; with `--shards N` as N files read as one array, as a task
+prepared in pieces is) and measures, in one process:
 
 1. memory: a buffer is filled with task 0's real blocks of the shard (every block, in the order a
    `TaskStream` gives them, one step of `--n` blocks per `add`), then with synthetic block ids up to

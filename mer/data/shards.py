@@ -1,8 +1,9 @@
 """Token shards: flat token arrays per task and split on disk, with a manifest.
 
 Layout under `<data_dir>/shards/<tokenizer hash>/<task>-<fingerprint[:12]>/`: one `train-NNNNN.bin` and
-`val-NNNNN.bin` per input piece that produced tokens of that split (`train.bin` and `val.bin` for a task of one piece) (`mer.data.shard_build`: raw little-endian
-uint16 when the vocabulary fits, else uint32; documents separated by the end-of-text token) and `manifest.json`
+`val-NNNNN.bin` per input piece that produced tokens of that split, or `train.bin` and `val.bin` for a task of one
+piece (written by `mer.data.shard_build`: raw little-endian uint16 when the vocabulary fits, else uint32; documents
+separated by the end-of-text token) and `manifest.json`
 (source, hashes, token counts, dtype, and per split the list of its shards in piece order). A split's tokens are
 its shards one after the other (`mer.data.token_view`), read with `numpy.memmap`, never loaded whole.
 Format 1 (one `train.bin` and `val.bin` per task, no list of shards, written before sharded preparation) is still
