@@ -13,6 +13,7 @@ from mer.data.atomic import remove_stale_staging
 from mer.data.config import DataConfig
 from mer.data.corpus import Piece, TaskCorpus
 from mer.data.corpus_build import build_corpus
+from mer.data.identity import IdentityBook
 from mer.data.shard_build import build_piece, finish_task, pieces_directory, task_pieces
 from mer.data.shards import shard_directory, token_dtype
 
@@ -68,7 +69,10 @@ def load_corpus(data: DataConfig, name: str) -> TaskCorpus:
     task = next(task for task in data.tasks if task.name == name)
     key = ("corpus", data.data_dir, repr(task))
     if key not in _loaded:
-        _loaded[key] = build_corpus(task, Path(data.data_dir).expanduser())
+        # Through the data cache's identity records: the launching process hashed the input files and stamped them,
+        # so a worker or array task only stats them (without the book every worker hashed the whole corpus again).
+        data_dir = Path(data.data_dir).expanduser()
+        _loaded[key] = build_corpus(task, data_dir, IdentityBook.of(data_dir))
     return _loaded[key]
 
 
